@@ -1,0 +1,208 @@
+// Package config holds the effective configuration of one fedrisk node and
+// the rules that build it: defaults, then a YAML file, then the operations
+// runbook's environment variables (DATABASE_URL, REDIS_URL, ENCRYPTION_KEY,
+// CONSENT_SERVICE_URL, VERSION, CACHE_ENABLED, CACHE_TTL, SECURITY_MODE,
+// AUTH_REQUIRED, AUDIT_LEVEL and a few FEDRISK_* extras), then command-line
+// flags. Every source goes through the same table of settings, so one value is
+// validated the same way wherever it comes from, and an invalid value is a
+// single *Error naming the key, the source and the accepted values.
+//
+// The package never reads the process environment or files on its own: the
+// caller passes a lookup function and the file bytes, so main stays the only
+// place that touches the outside world.
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Service names, as accepted by --services and used as metric labels.
+const (
+	ServiceConsent = "consent"
+	ServicePSI     = "psi"
+	ServiceServing = "serving"
+)
+
+// AllServices lists every service a node can run, in start order.
+func AllServices() []string { return []string{ServiceConsent, ServicePSI, ServiceServing} }
+
+// Config is the effective configuration of one node.
+type Config struct {
+	Party   string // this party's name, e.g. "bank"
+	Role    string // guest or host
+	DataDir string // where the embedded database and generated files live
+
+	Services []string          // services to run
+	Addrs    map[string]string // listen address per service
+
+	DatabaseURL       string // empty: SQLite file under DataDir
+	MigrateOnStart    bool
+	RedisURL          string // empty: in-memory cache
+	CacheEnabled      bool
+	CacheTTL          time.Duration // >0 replaces every class TTL
+	EncryptionKey     string        // secret
+	ConsentServiceURL string
+	Version           string // stable or canary
+	SecurityMode      string // standard or strict
+	AuthRequired      bool
+	AuditLevel        string // minimal, standard or verbose
+
+	LogLevel  string
+	LogFormat string
+
+	HTTP HTTP
+	TLS  TLS
+
+	Peers []Peer
+}
+
+// HTTP holds the limits shared by every listener.
+type HTTP struct {
+	MaxBodyBytes      int64
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownGrace     time.Duration
+	PeerTimeout       time.Duration // deadline of each readiness probe of a peer
+}
+
+// TLS configures the listeners and the client used towards peers.
+type TLS struct {
+	CertFile          string
+	KeyFile           string
+	CAFile            string // CA certificates that sign peers (comma-separated files allowed)
+	ClientCertFile    string // this party's client certificate towards peers
+	ClientKeyFile     string
+	RequireClientCert bool
+}
+
+// Enabled reports whether listeners serve TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Peer is another party's node this one talks to.
+type Peer struct {
+	Name string // party name, as in its client certificate
+	URL  string // base URL, e.g. https://partner.example:7003
+}
+
+// Default returns the configuration a node runs with when nothing is set:
+// all services, SQLite under ./fedrisk-data, an in-memory cache.
+func Default() Config {
+	return Config{
+		Party:    "bank",
+		Role:     "guest",
+		DataDir:  "fedrisk-data",
+		Services: AllServices(),
+		Addrs: map[string]string{
+			ServicePSI:     "127.0.0.1:7001",
+			ServiceConsent: "127.0.0.1:7002",
+			ServiceServing: "127.0.0.1:7003",
+		},
+		MigrateOnStart: true,
+		CacheEnabled:   true,
+		Version:        "stable",
+		SecurityMode:   "standard",
+		AuditLevel:     "standard",
+		LogLevel:       "info",
+		LogFormat:      "json",
+		HTTP: HTTP{
+			MaxBodyBytes:      1 << 20,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ShutdownGrace:     20 * time.Second,
+			PeerTimeout:       2 * time.Second,
+		},
+	}
+}
+
+// Error is an invalid configuration value.
+type Error struct {
+	Key      string // setting key, e.g. "cache.enabled"
+	Source   string // "file config.yaml", "env CACHE_ENABLED", "flag --redis-url", "default"
+	Value    string // the rejected value (redacted for secrets)
+	Accepted string // what would have been accepted
+	Err      error  // optional cause
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration: %s", e.Key)
+	if e.Source != "" {
+		fmt.Fprintf(&b, " (from %s)", e.Source)
+	}
+	fmt.Fprintf(&b, ": %q", e.Value)
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if e.Accepted != "" {
+		fmt.Fprintf(&b, "; accepted values: %s", e.Accepted)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Validate checks cross-field rules that no single setting can check.
+func (c *Config) Validate() error {
+	if len(c.Services) == 0 {
+		return &Error{Key: "services", Value: "", Accepted: "a non-empty list of " + strings.Join(AllServices(), ", ")}
+	}
+	for _, s := range c.Services {
+		if c.Addrs[s] == "" {
+			return &Error{Key: "listen." + s, Value: "", Accepted: "host:port"}
+		}
+	}
+	seen := map[string]string{}
+	for _, s := range c.Services {
+		a := c.Addrs[s]
+		if other, ok := seen[a]; ok && !strings.HasSuffix(a, ":0") {
+			return &Error{Key: "listen." + s, Value: a, Accepted: "an address not already used by listen." + other}
+		}
+		seen[a] = s
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return &Error{Key: "tls.key_file", Value: c.TLS.KeyFile, Accepted: "set together with tls.cert_file"}
+	}
+	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
+		return &Error{Key: "tls.client_key_file", Value: c.TLS.ClientKeyFile, Accepted: "set together with tls.client_cert_file"}
+	}
+	if c.TLS.RequireClientCert && (c.TLS.CAFile == "" || !c.TLS.Enabled()) {
+		return &Error{Key: "tls.require_client_cert", Value: "true", Accepted: "true only with tls.cert_file, tls.key_file and tls.ca_file"}
+	}
+	names := map[string]bool{}
+	for i, p := range c.Peers {
+		key := fmt.Sprintf("peers[%d]", i)
+		if err := checkName(p.Name); err != nil {
+			return &Error{Key: key + ".name", Value: p.Name, Accepted: "lowercase letters, digits and '-', 1..63 characters"}
+		}
+		if names[p.Name] {
+			return &Error{Key: key + ".name", Value: p.Name, Accepted: "a name not used by another peer"}
+		}
+		names[p.Name] = true
+		if err := checkURL(p.URL); err != nil {
+			return &Error{Key: key + ".url", Value: p.URL, Accepted: "an http:// or https:// URL", Err: err}
+		}
+	}
+	return nil
+}
+
+// HasService reports whether the node runs service s.
+func (c *Config) HasService(s string) bool { return slices.Contains(c.Services, s) }
+
+func checkName(s string) error {
+	if len(s) == 0 || len(s) > 63 {
+		return fmt.Errorf("length %d", len(s))
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return fmt.Errorf("character %q", r)
+		}
+	}
+	return nil
+}

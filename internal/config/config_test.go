@@ -1,0 +1,203 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	l, err := Load(Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(l.Services, ","); got != "consent,psi,serving" {
+		t.Errorf("services = %s", got)
+	}
+	if l.Addrs[ServiceConsent] != "127.0.0.1:7002" || l.Addrs[ServicePSI] != "127.0.0.1:7001" || l.Addrs[ServiceServing] != "127.0.0.1:7003" {
+		t.Errorf("addrs = %v", l.Addrs)
+	}
+	if l.DatabaseURL != "" || l.RedisURL != "" || !l.CacheEnabled || !l.MigrateOnStart {
+		t.Errorf("unexpected defaults: %+v", l.Config)
+	}
+	if l.Sources["cache.enabled"] != "default" {
+		t.Errorf("source = %q", l.Sources["cache.enabled"])
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := []byte(`
+party: filebank
+cache:
+  enabled: false
+  ttl: 10m
+audit_level: minimal
+services: [consent, psi]
+peers:
+  - name: partner
+    url: https://127.0.0.1:9001
+`)
+	env := map[string]string{"CACHE_ENABLED": "true", "AUDIT_LEVEL": "verbose", "CACHE_TTL": "3600"}
+	flags := map[string]string{"audit_level": "standard"}
+	l, err := Load(Inputs{FileName: "f.yaml", File: file, Env: envOf(env), Flags: flags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, got, want, source string
+	}{
+		{"file only", l.Party, "filebank", "file f.yaml"},
+		{"env over file", boolStr(l.CacheEnabled), "true", "env CACHE_ENABLED"},
+		{"flag over env", l.AuditLevel, "standard", "flag --audit-level"},
+		{"env seconds", l.CacheTTL.String(), time.Hour.String(), "env CACHE_TTL"},
+		{"file list", strings.Join(l.Services, ","), "consent,psi", "file f.yaml"},
+	}
+	keys := []string{"party", "cache.enabled", "audit_level", "cache.ttl", "services"}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+			if src := l.Sources[keys[i]]; src != tt.source {
+				t.Errorf("source %q, want %q", src, tt.source)
+			}
+		})
+	}
+	if len(l.Peers) != 1 || l.Peers[0].Name != "partner" {
+		t.Errorf("peers = %+v", l.Peers)
+	}
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func TestInvalidValues(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       Inputs
+		key      string
+		contains string
+	}{
+		{"env bool", Inputs{Env: envOf(map[string]string{"CACHE_ENABLED": "maybe"})}, "cache.enabled", "accepted values: true, false"},
+		{"env enum", Inputs{Env: envOf(map[string]string{"SECURITY_MODE": "paranoid"})}, "security_mode", "accepted values: standard, strict"},
+		{"env version", Inputs{Env: envOf(map[string]string{"VERSION": "beta"})}, "version", "stable, canary"},
+		{"env ttl", Inputs{Env: envOf(map[string]string{"CACHE_TTL": "-5"})}, "cache.ttl", "seconds"},
+		{"flag service", Inputs{Flags: map[string]string{"services": "consent,billing"}}, "services", "unknown service"},
+		{"file unknown key", Inputs{FileName: "x.yaml", File: []byte("cache:\n  enabld: true\n")}, "cache.enabld", "unknown key"},
+		{"file bad yaml", Inputs{FileName: "x.yaml", File: []byte("a: [\n")}, "(file)", "x.yaml"},
+		{"file not mapping", Inputs{FileName: "x.yaml", File: []byte("- a\n- b\n")}, "(file)", "mapping"},
+		{"redis scheme", Inputs{Env: envOf(map[string]string{"REDIS_URL": "http://x"})}, "redis_url", "redis://"},
+		{"db scheme", Inputs{Env: envOf(map[string]string{"DATABASE_URL": "mysql://u:pw@h/db"})}, "database_url", "postgres://"},
+		{"short key", Inputs{Env: envOf(map[string]string{"ENCRYPTION_KEY": "c2hvcnQ="})}, "encryption_key", "need at least 32"},
+		{"addr", Inputs{Flags: map[string]string{"listen.psi": "nonsense"}}, "listen.psi", "host:port"},
+		{"same addr", Inputs{Flags: map[string]string{"listen.psi": "127.0.0.1:7002"}}, "listen.psi", "not already used"},
+		{"peer url", Inputs{Peers: []string{"partner=ftp://x"}}, "peers[0].url", "http"},
+		{"peer name", Inputs{Peers: []string{"Partner!=https://x"}}, "peers[0].name", "lowercase"},
+		{"mtls without ca", Inputs{Flags: map[string]string{"tls.require_client_cert": "true"}}, "tls.require_client_cert", "tls.ca_file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.in)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if ce.Key != tt.key {
+				t.Errorf("key = %q, want %q (%v)", ce.Key, tt.key, err)
+			}
+			if !strings.Contains(err.Error(), tt.contains) {
+				t.Errorf("%q does not contain %q", err, tt.contains)
+			}
+		})
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	key := "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
+	env := map[string]string{
+		"ENCRYPTION_KEY": key,
+		"DATABASE_URL":   "postgres://fed:s3cretpw@db:5432/federated_risk",
+		"REDIS_URL":      "redis://:r3dispw@cache:6379/0",
+	}
+	l, err := Load(Inputs{Env: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Print(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, secret := range []string{key, "s3cretpw", "r3dispw"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret %q printed:\n%s", secret, out)
+		}
+	}
+	for _, want := range []string{"encryption_key: \"<redacted>\"", "fed:xxxxx@db", "env DATABASE_URL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	// The bad value of a secret is redacted in errors too.
+	_, err = Load(Inputs{Env: envOf(map[string]string{"ENCRYPTION_KEY": "tooshort-secret"})})
+	if err == nil || strings.Contains(err.Error(), "tooshort-secret") {
+		t.Errorf("error leaks secret or is nil: %v", err)
+	}
+}
+
+func TestPrintRoundTrip(t *testing.T) {
+	l, err := Load(Inputs{Env: envOf(map[string]string{"CACHE_TTL": "90", "AUDIT_LEVEL": "verbose"}), Peers: []string{"partner=https://127.0.0.1:9443"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Print(&buf); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(Inputs{FileName: "printed", File: buf.Bytes()})
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, buf.String())
+	}
+	if again.CacheTTL != 90*time.Second || again.AuditLevel != "verbose" || len(again.Peers) != 1 {
+		t.Errorf("round trip lost values: %+v", again.Config)
+	}
+}
+
+func TestDecodeKey(t *testing.T) {
+	for _, ok := range []string{strings.Repeat("ab", 32), "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c=", "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c"} {
+		if _, err := DecodeKey(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "zz", strings.Repeat("ab", 16), "!!!"} {
+		if _, err := DecodeKey(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzLoadFile(f *testing.F) {
+	f.Add([]byte("party: bank\ncache:\n  enabled: false\n"))
+	f.Add([]byte("peers:\n  - name: p\n    url: https://x\n"))
+	f.Add([]byte("services: [psi]\n"))
+	f.Add([]byte("{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := Load(Inputs{FileName: "fuzz", File: data})
+		if err != nil {
+			return
+		}
+		if err := l.Validate(); err != nil {
+			t.Fatalf("loaded config does not validate: %v", err)
+		}
+	})
+}

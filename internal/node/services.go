@@ -1,0 +1,60 @@
+package node
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/web"
+)
+
+// Builtin returns the factories of the services built into the binary,
+// keyed by the names --services accepts. Adding a service is one line here.
+func Builtin() map[string]Factory {
+	return map[string]Factory{
+		config.ServiceConsent: infoService("consent-service", "/consent"),
+		config.ServicePSI:     infoService("psi-service", "/psi"),
+		config.ServiceServing: infoService("model-serving", "/score"),
+	}
+}
+
+// Info is the document GET {prefix}/info answers: which service, party and
+// build is behind an address, and the schema version it runs on.
+type Info struct {
+	Service       string `json:"service"`
+	Party         string `json:"party"`
+	Role          string `json:"role"`
+	Build         string `json:"build"`
+	Release       string `json:"release"` // VERSION: stable or canary
+	SchemaVersion int    `json:"schema_version"`
+	SecurityMode  string `json:"security_mode"`
+}
+
+// infoService answers GET {prefix}/info. The domain routes of each service
+// mount beside it as their packages land.
+func infoService(name, prefix string) Factory {
+	return func(ctx context.Context, d Deps) (Service, error) {
+		return &info{name: name, prefix: prefix, d: d}, nil
+	}
+}
+
+type info struct {
+	name, prefix string
+	d            Deps
+}
+
+func (s *info) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+s.prefix+"/info", func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.d.DB.Version(r.Context())
+		if err != nil {
+			web.WriteError(w, r, s.d.Log, err)
+			return
+		}
+		web.WriteJSON(w, http.StatusOK, Info{
+			Service: s.name, Party: s.d.Config.Party, Role: s.d.Config.Role, Build: s.d.Build,
+			Release: s.d.Config.Version, SchemaVersion: v, SecurityMode: s.d.Config.SecurityMode,
+		})
+	})
+}
+
+func (s *info) Close() error { return nil }

@@ -1,0 +1,78 @@
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Timeouts bound every phase of a connection.
+type Timeouts struct {
+	ReadHeader time.Duration
+	Read       time.Duration
+	Write      time.Duration
+	Idle       time.Duration
+}
+
+// Server is one listener of one service.
+type Server struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+// Listen binds addr now (so ":0" resolves before Serve) and returns a server
+// for h. With tlsConfig non-nil the listener speaks TLS.
+func Listen(name, addr string, h http.Handler, t Timeouts, tlsConfig *tls.Config, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         tlsConfig,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return &Server{name: name, srv: srv, ln: ln}, nil
+}
+
+// Addr is the bound address, e.g. 127.0.0.1:7002.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Name is the service this server runs.
+func (s *Server) Name() string { return s.name }
+
+// Serve answers until Shutdown; it returns nil after a graceful shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, waits for in-flight requests until ctx ends,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	return err
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error { return s.srv.Close() }
