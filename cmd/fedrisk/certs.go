@@ -38,6 +38,11 @@ certificates; this gives a laptop or a test a working mutual-TLS setup without o
 			if len(list) == 0 {
 				return &usageError{fmt.Errorf("--parties must name at least one party")}
 			}
+			for _, party := range list {
+				if err := pki.CheckPartyName(party); err != nil {
+					return &usageError{fmt.Errorf("--parties: %w", err)}
+				}
+			}
 			p, err := pki.GenerateDev(out, list, opts)
 			if err != nil {
 				return err

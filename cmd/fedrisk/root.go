@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/fedrisk/fedrisk/internal/config"
@@ -149,6 +151,9 @@ within http.shutdown_grace, and exits 0.`,
 			return err
 		}
 		log := newLogger(l.Config, stderr)
+		// go-redis logs through a package-level logger; main is the one
+		// place allowed to set it, so its lines stay structured JSON.
+		redis.SetLogger(redisLog{log.With("component", "redis")})
 		if !l.AuthRequired {
 			log.Warn("AUTH_REQUIRED is false: client APIs accept requests without a bearer token; bind them to loopback or set AUTH_REQUIRED=true")
 		}
@@ -160,6 +165,14 @@ within http.shutdown_grace, and exits 0.`,
 		})
 	}
 	return cmd
+}
+
+// redisLog routes go-redis's internal messages (reconnects, dial errors)
+// into the node's structured log.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
 func newMigrateCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {

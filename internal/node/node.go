@@ -89,7 +89,7 @@ func Run(ctx context.Context, opts Options) error {
 
 // New opens the node's resources and binds its listeners; Serve starts
 // answering. On error everything opened so far is closed.
-func New(ctx context.Context, opts Options) (n *Node, err error) {
+func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	cfg := opts.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func New(ctx context.Context, opts Options) (n *Node, err error) {
 	if opts.Services == nil {
 		opts.Services = Builtin()
 	}
-	n = &Node{opts: opts, log: opts.Logger.With("party", cfg.Party)}
+	n := &Node{opts: opts, log: opts.Logger.With("party", cfg.Party)}
 	defer func() {
 		if err != nil {
 			n.close()

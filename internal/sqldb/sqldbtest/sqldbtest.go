@@ -57,10 +57,10 @@ func OpenSQLite(t testing.TB, migrate bool) *sqldb.DB {
 	return finish(t, db, migrate)
 }
 
-// OpenPostgres creates a schema of its own in the test PostgreSQL database
-// and opens a DB whose search_path is that schema. It skips the test when
-// FEDRISK_TEST_POSTGRES_URL is not set.
-func OpenPostgres(t testing.TB, migrate bool) *sqldb.DB {
+// PostgresURL creates a schema of its own in the test PostgreSQL database,
+// dropped when the test ends, and returns a URL whose search_path is that
+// schema. It skips the test when FEDRISK_TEST_POSTGRES_URL is not set.
+func PostgresURL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(PostgresEnv)
 	if base == "" {
@@ -94,7 +94,13 @@ func OpenPostgres(t testing.TB, migrate bool) *sqldb.DB {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	db, err := sqldb.Open(context.Background(), u.String(), "")
+	return u.String()
+}
+
+// OpenPostgres opens a database on a fresh schema (see PostgresURL).
+func OpenPostgres(t testing.TB, migrate bool) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), PostgresURL(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,33 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MarkdownTable renders every setting as the configuration table of the
+// README (a test keeps the two in step).
+func MarkdownTable() string {
+	d := Default()
+	var b strings.Builder
+	b.WriteString("| key | environment | flag | default | meaning; accepted values |\n|---|---|---|---|---|\n")
+	code := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "`" + s + "`"
+	}
+	for _, s := range Settings() {
+		v := s.get(&d)
+		if v == "" {
+			v = "(empty)"
+		}
+		flag := ""
+		if s.Flag != "" {
+			flag = "--" + s.Flag
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s` | %s; %s |\n", s.Key, code(s.Env), code(flag), v, s.Usage, strings.ReplaceAll(s.Accepted, "|", "\\|"))
+	}
+	b.WriteString("| `peers` | `FEDRISK_PEERS` (`name=url,...`) | `--peer name=url` (repeatable) | (none) | other parties' nodes: a list of `{name, url}` in the file |\n")
+	return b.String()
+}
