@@ -32,7 +32,7 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -41,8 +41,8 @@ func main() {
 type env func(string) (string, bool)
 
 // run executes one command line and returns the exit code.
-func run(ctx context.Context, args []string, lookup env, stdout, stderr io.Writer) int {
-	root := newRootCmd(lookup, stdout, stderr)
+func run(ctx context.Context, args []string, lookup env, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd(lookup, stdin, stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

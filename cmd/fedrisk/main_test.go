@@ -32,7 +32,7 @@ func runCLI(t *testing.T, envm map[string]string, args ...string) (int, string, 
 	t.Helper()
 	var out, errb bytes.Buffer
 	lookup := func(k string) (string, bool) { v, ok := envm[k]; return v, ok }
-	code := run(context.Background(), args, lookup, &out, &errb)
+	code := run(context.Background(), args, lookup, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
 
-func newRootCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "fedrisk",
 		Short:         "Federated credit-risk platform: consent, private set intersection, federated training and scoring",
@@ -38,6 +38,10 @@ func newRootCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(lookup, stdout),
 		newVersionCmd(stdout),
 		newCertsCmd(stdout),
+		newConsentCmd(lookup, stdin, stdout),
+		newKeysCmd(lookup, stdout, stderr),
+		newAuditCmd(lookup, stdout, stderr),
+		newTokensCmd(lookup, stdout, stderr),
 	)
 	return root
 }

@@ -64,6 +64,10 @@ type Service interface {
 	Close() error
 }
 
+// Drainer is implemented by services with long-lived requests (streams)
+// that must end when shutdown begins, or the grace period would wait on them.
+type Drainer interface{ Drain() }
+
 // Factory builds a service.
 type Factory func(ctx context.Context, d Deps) (Service, error)
 
@@ -305,6 +309,11 @@ func (n *Node) Serve(ctx context.Context) error {
 		n.log.Error("listener failed", "err", serveErr)
 	}
 	n.draining.Store(true)
+	for _, svc := range n.services {
+		if d, ok := svc.(Drainer); ok {
+			d.Drain()
+		}
+	}
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.Config.HTTP.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -12,10 +14,51 @@ import (
 // keyed by the names --services accepts. Adding a service is one line here.
 func Builtin() map[string]Factory {
 	return map[string]Factory{
-		config.ServiceConsent: infoService("consent-service", "/consent"),
+		config.ServiceConsent: withInfo("consent-service", "/consent", consentService),
 		config.ServicePSI:     infoService("psi-service", "/psi"),
 		config.ServiceServing: infoService("model-serving", "/score"),
 	}
+}
+
+func consentService(ctx context.Context, d Deps) (Service, error) {
+	return consentnode.New(ctx, consentnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log})
+}
+
+// withInfo mounts the info route beside a service's own routes.
+func withInfo(name, prefix string, f Factory) Factory {
+	return func(ctx context.Context, d Deps) (Service, error) {
+		svc, err := f(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		inf, _ := infoService(name, prefix)(ctx, d)
+		return composite{inf, svc}, nil
+	}
+}
+
+// composite runs several services on one listener.
+type composite []Service
+
+func (c composite) Mount(mux *http.ServeMux) {
+	for _, s := range c {
+		s.Mount(mux)
+	}
+}
+
+func (c composite) Drain() {
+	for _, s := range c {
+		if d, ok := s.(Drainer); ok {
+			d.Drain()
+		}
+	}
+}
+
+func (c composite) Close() error {
+	var errs []error
+	for _, s := range c {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Info is the document GET {prefix}/info answers: which service, party and

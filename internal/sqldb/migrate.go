@@ -79,11 +79,11 @@ func (db *DB) Migrate(ctx context.Context) ([]int, error) {
 	if have > Latest() {
 		return nil, tooNew(have)
 	}
+	// Apply every migration not yet recorded (not only those above the
+	// highest), so a migration merged from a parallel branch is not skipped;
+	// apply re-checks each one under the lock.
 	var applied []int
 	for _, m := range Migrations() {
-		if m.Version <= have {
-			continue
-		}
 		done, err := db.apply(ctx, m)
 		if err != nil {
 			return applied, err

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
+	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/keys"
+	"github.com/fedrisk/fedrisk/internal/node"
+	"github.com/fedrisk/fedrisk/internal/sqldb"
+)
+
+// withDB runs fn on the configured database, migrated like `serve` would.
+func withDB(ctx context.Context, cf *configFlags, lookup env, stderr io.Writer, fn func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error) error {
+	l, err := cf.load(lookup)
+	if err != nil {
+		return err
+	}
+	log := newLogger(l.Config, stderr)
+	db, err := node.OpenDatabase(ctx, l.Config, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(l.Config, db, log)
+}
+
+func newKeysCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Signing keys and key-encryption keys of the consent service"}
+	rotate := &cobra.Command{
+		Use:   "rotate jwt|encryption",
+		Short: "Rotate the token-signing key or the key-encryption key (online, resumable)",
+		Long: `jwt: the next key (already published in the JWKS) becomes current, the current one is
+retired (it keeps verifying what it signed) and a new next key is generated.
+
+encryption: a new key-encryption-key version becomes active and every data key is
+re-wrapped under it in batches, with progress; if interrupted, run it again to finish.
+The old version is retired once no data key uses it. Records stay readable throughout.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"jwt", "encryption"},
+	}
+	cf := addConfigFlags(rotate)
+	rotate.RunE = func(cmd *cobra.Command, args []string) error {
+		if args[0] != "jwt" && args[0] != "encryption" {
+			return &usageError{fmt.Errorf("unknown key kind %q: accepted values: jwt, encryption", args[0])}
+		}
+		return withDB(cmd.Context(), cf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
+			km, err := consentnode.OpenKeys(cmd.Context(), cfg, db, log)
+			if err != nil {
+				return err
+			}
+			if args[0] == "jwt" {
+				kid, err := km.RotateSigning(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "signing key rotated: current kid %s\n", kid)
+				return nil
+			}
+			last := -1
+			v, err := km.RotateKEK(cmd.Context(), func(done, total int) {
+				pct := 100
+				if total > 0 {
+					pct = done * 100 / total
+				}
+				if pct != last {
+					fmt.Fprintf(stdout, "\rre-wrapping data keys: %d/%d (%d%%)", done, total, pct)
+					last = pct
+				}
+			})
+			fmt.Fprintln(stdout)
+			if err != nil {
+				return fmt.Errorf("%w (run the command again to resume)", err)
+			}
+			fmt.Fprintf(stdout, "key-encryption key rotated: active version %d\n", v)
+			return printKEKs(cmd.Context(), km, stdout)
+		})
+	}
+	status := &cobra.Command{Use: "status", Short: "Show key-encryption-key versions and signing keys", Args: cobra.NoArgs}
+	scf := addConfigFlags(status)
+	status.RunE = func(cmd *cobra.Command, _ []string) error {
+		return withDB(cmd.Context(), scf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
+			km, err := consentnode.OpenKeys(cmd.Context(), cfg, db, log)
+			if err != nil {
+				return err
+			}
+			if err := printKEKs(cmd.Context(), km, stdout); err != nil {
+				return err
+			}
+			set, err := km.JWKS(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SIGNING KEY\tSTATUS")
+			for _, k := range set.Keys {
+				fmt.Fprintf(tw, "%s\t%s\n", k.Kid, k.Status)
+			}
+			return tw.Flush()
+		})
+	}
+	cmd.AddCommand(rotate, status)
+	return cmd
+}
+
+func printKEKs(ctx context.Context, km *keys.Manager, w io.Writer) error {
+	list, err := km.KEKStatus(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEK VERSION\tSTATE\tDATA KEYS\tCREATED")
+	for _, k := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", k.Version, k.State, k.DataKeys, k.CreatedAt.Format("2006-01-02 15:04:05"))
+	}
+	return tw.Flush()
+}
+
+func newAuditCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "The tamper-evident audit log"}
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify the hash chain and the signed checkpoints; name the first bad entry",
+		Args:  cobra.NoArgs,
+	}
+	cf := addConfigFlags(verify)
+	verify.RunE = func(cmd *cobra.Command, _ []string) error {
+		return withDB(cmd.Context(), cf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
+			km, err := consentnode.OpenKeys(cmd.Context(), cfg, db, log)
+			if err != nil {
+				return err
+			}
+			rep, err := sqlaudit.New(db).Verify(cmd.Context(), consentnode.CheckpointKeys{M: km})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "entries: %d, signed checkpoints: %d, head: %x\n", rep.Entries, rep.Checkpoints, rep.Head)
+			if rep.FirstBad != nil {
+				return fmt.Errorf("audit log TAMPERED: first bad entry seq %d: %s", rep.FirstBad.Seq, rep.FirstBad.Reason)
+			}
+			fmt.Fprintln(stdout, "audit log intact")
+			return nil
+		})
+	}
+	cmd.AddCommand(verify)
+	return cmd
+}
+
+func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "tokens", Short: "Bearer tokens of the client APIs (AUTH_REQUIRED=true)"}
+	var name, role string
+	create := &cobra.Command{Use: "create", Short: "Create a token; the secret is printed once", Args: cobra.NoArgs}
+	ccf := addConfigFlags(create)
+	create.Flags().StringVar(&name, "name", "", "who or what holds the token")
+	create.Flags().StringVar(&role, "role", "", "admin, operator, analyst or partner")
+	create.RunE = func(cmd *cobra.Command, _ []string) error {
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return &usageError{err}
+		}
+		if name == "" {
+			return &usageError{fmt.Errorf("--name is required")}
+		}
+		return withDB(cmd.Context(), ccf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
+			secret, tok, err := auth.NewTokens(sqlauth.New(db)).Create(cmd.Context(), name, r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "created %s (%s, role %s); the secret below is not stored and cannot be shown again\n", tok.ID, tok.Name, tok.Role)
+			fmt.Fprintln(stdout, secret)
+			return nil
+		})
+	}
+	list := &cobra.Command{Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs}
+	lcf := addConfigFlags(list)
+	list.RunE = func(cmd *cobra.Command, _ []string) error {
+		return withDB(cmd.Context(), lcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
+			toks, err := auth.NewTokens(sqlauth.New(db)).List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tROLE\tCREATED\tREVOKED")
+			for _, t := range toks {
+				revoked := "-"
+				if t.RevokedAt != nil {
+					revoked = t.RevokedAt.Format("2006-01-02 15:04")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.CreatedAt.Format("2006-01-02 15:04"), revoked)
+			}
+			return tw.Flush()
+		})
+	}
+	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke a token", Args: cobra.ExactArgs(1)}
+	rcf := addConfigFlags(revoke)
+	revoke.RunE = func(cmd *cobra.Command, args []string) error {
+		return withDB(cmd.Context(), rcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
+			if err := auth.NewTokens(sqlauth.New(db)).Revoke(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "revoked %s\n", args[0])
+			return nil
+		})
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}

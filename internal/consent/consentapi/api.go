@@ -1,0 +1,256 @@
+// Package consentapi is the HTTP transport of the consent service: JSON
+// request and response shapes, the mapping of domain errors to statuses,
+// authentication (bearer tokens with roles, peer certificates, or loopback
+// only while AUTH_REQUIRED is false), the JWKS, the OpenAPI document and the
+// revocation stream that hosts follow.
+package consentapi
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/consent"
+	"github.com/fedrisk/fedrisk/internal/web"
+)
+
+// Service is the consent domain as the API uses it.
+type Service interface {
+	CreatePurpose(ctx context.Context, r consent.PurposeRequest) (consent.Purpose, error)
+	PublishPolicy(ctx context.Context, purpose, text, actor string) (consent.Policy, error)
+	GetPurpose(ctx context.Context, id string) (consent.Purpose, error)
+	ListPurposes(ctx context.Context) ([]consent.Purpose, error)
+	GetPolicy(ctx context.Context, purpose string, version int) (consent.Policy, error)
+	Grant(ctx context.Context, r consent.GrantRequest) (consent.Consent, bool, error)
+	Get(ctx context.Context, id string) (consent.Consent, error)
+	ListBySubject(ctx context.Context, subject string) ([]consent.Consent, error)
+	Withdraw(ctx context.Context, id, actor string) (consent.Consent, error)
+	Export(ctx context.Context, subject, actor string) (consent.Export, error)
+	DeleteSubject(ctx context.Context, subject, actor string) (consent.DeleteResult, error)
+	IssueToken(ctx context.Context, consentID, actor string) (consent.Token, error)
+	Verify(ctx context.Context, token string, want consent.Expect, actor string) (consent.Claims, error)
+}
+
+// JWKSource publishes the public keys.
+type JWKSource interface {
+	JWKSJSON(ctx context.Context) ([]byte, error)
+}
+
+// Authenticator resolves bearer tokens.
+type Authenticator interface {
+	Authenticate(ctx context.Context, secret string) (auth.Principal, error)
+}
+
+// Revocations delivers withdrawn consent ids to the stream handler.
+type Revocations interface {
+	Subscribe(ctx context.Context) (<-chan string, func(), error)
+}
+
+// Options configure the API.
+type Options struct {
+	AuthRequired bool
+	// PeerParty names the verified party of a mutual-TLS client, "" when
+	// the connection carries no verified client certificate.
+	PeerParty func(cs *tls.ConnectionState) string
+	Log       *slog.Logger
+}
+
+// API serves the consent endpoints.
+type API struct {
+	svc   Service
+	jwks  JWKSource
+	authn Authenticator
+	revs  Revocations
+	opts  Options
+}
+
+// New returns the API.
+func New(svc Service, jwks JWKSource, authn Authenticator, revs Revocations, opts Options) *API {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &API{svc: svc, jwks: jwks, authn: authn, revs: revs, opts: opts}
+}
+
+// Mount adds the consent routes to mux.
+func (a *API) Mount(mux *http.ServeMux) {
+	const p = "/consent/v1"
+	admin := []auth.Role{auth.RoleAdmin}
+	operator := []auth.Role{auth.RoleOperator}
+	analyst := []auth.Role{auth.RoleAnalyst}
+	partner := []auth.Role{auth.RolePartner, auth.RoleOperator}
+
+	mux.HandleFunc("GET /.well-known/jwks.json", a.jwksHandler)
+	mux.HandleFunc("GET /consent/.well-known/jwks.json", a.jwksHandler)
+	mux.HandleFunc("GET /consent/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+
+	mux.HandleFunc("GET "+p+"/purposes", a.with(analyst, a.listPurposes))
+	mux.HandleFunc("POST "+p+"/purposes", a.with(admin, a.createPurpose))
+	mux.HandleFunc("GET "+p+"/purposes/{purpose}", a.with(analyst, a.getPurpose))
+	mux.HandleFunc("POST "+p+"/purposes/{purpose}/policies", a.with(admin, a.publishPolicy))
+	mux.HandleFunc("GET "+p+"/purposes/{purpose}/policies/{version}", a.with(analyst, a.getPolicy))
+
+	mux.HandleFunc("POST "+p+"/consents", a.with(operator, a.grant))
+	mux.HandleFunc("GET "+p+"/consents/{id}", a.with(analyst, a.getConsent))
+	mux.HandleFunc("POST "+p+"/consents/{id}/withdraw", a.with(operator, a.withdraw))
+	mux.HandleFunc("POST "+p+"/consents/{id}/tokens", a.with(operator, a.issueToken))
+
+	// Subject identifiers travel in bodies, never in paths or query strings
+	// that proxies and access logs keep.
+	mux.HandleFunc("POST "+p+"/subjects/consents", a.with(analyst, a.listSubject))
+	mux.HandleFunc("POST "+p+"/subjects/export", a.with(operator, a.export))
+	mux.HandleFunc("POST "+p+"/subjects/delete", a.with(admin, a.deleteSubject))
+
+	mux.HandleFunc("POST "+p+"/tokens/introspect", a.with(partner, a.introspect))
+	mux.HandleFunc("GET "+p+"/revocations", a.with(partner, a.revocationStream))
+}
+
+type principalKey struct{}
+
+func principal(ctx context.Context) auth.Principal {
+	p, _ := ctx.Value(principalKey{}).(auth.Principal)
+	return p
+}
+
+// with authenticates the caller and checks it holds one of roles.
+func (a *API) with(roles []auth.Role, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fedrisk"`)
+			web.WriteError(w, r, a.opts.Log, err)
+			return
+		}
+		if !p.Has(roles...) {
+			web.WriteError(w, r, a.opts.Log, web.Errorf(http.StatusForbidden, "forbidden", "%s may not do this (needs role %s)", p.Actor(), roles[0]))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		if err := h(w, r); err != nil {
+			web.WriteError(w, r, a.opts.Log, mapError(err))
+		}
+	}
+}
+
+func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
+	if a.opts.PeerParty != nil && r.TLS != nil {
+		if party := a.opts.PeerParty(r.TLS); party != "" {
+			if h := r.Header.Get("Authorization"); h == "" {
+				return auth.Peer(party), nil
+			}
+		}
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		secret, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || a.authn == nil {
+			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "Authorization must be a bearer token")
+		}
+		p, err := a.authn.Authenticate(r.Context(), strings.TrimSpace(secret))
+		if err != nil {
+			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "unknown or revoked bearer token")
+		}
+		return p, nil
+	}
+	if a.opts.AuthRequired {
+		return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "a bearer token is required (AUTH_REQUIRED=true)")
+	}
+	if !isLoopback(r.RemoteAddr) {
+		return auth.Principal{}, web.Errorf(http.StatusForbidden, "loopback_only", "with AUTH_REQUIRED=false this API answers loopback callers only")
+	}
+	return auth.Local(), nil
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// mapError turns domain errors into HTTP errors with client-safe messages.
+func mapError(err error) error {
+	var (
+		we *web.Error
+		ve *consent.ValidationError
+		te *consent.TokenError
+	)
+	switch {
+	case errors.As(err, &we):
+		return we
+	case errors.As(err, &ve):
+		return &web.Error{Status: http.StatusBadRequest, Code: "invalid_field", Message: ve.Error(), Cause: err}
+	case errors.As(err, &te):
+		return &web.Error{Status: http.StatusUnauthorized, Code: "token_" + te.Code, Message: te.Error(), Cause: err}
+	case errors.Is(err, consent.ErrNotFound):
+		return &web.Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found", Cause: err}
+	case errors.Is(err, consent.ErrUnknownPurpose):
+		return &web.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_purpose", Message: "unknown purpose", Cause: err}
+	case errors.Is(err, consent.ErrOutdatedPolicy):
+		return &web.Error{Status: http.StatusConflict, Code: "outdated_policy", Message: lastPart(err), Cause: err}
+	case errors.Is(err, consent.ErrPurposeExists):
+		return &web.Error{Status: http.StatusConflict, Code: "purpose_exists", Message: "purpose already exists", Cause: err}
+	case errors.Is(err, consent.ErrConsentExists):
+		return &web.Error{Status: http.StatusConflict, Code: "consent_exists", Message: lastPart(err), Cause: err}
+	case errors.Is(err, consent.ErrNotActive):
+		return &web.Error{Status: http.StatusConflict, Code: "consent_not_active", Message: lastPart(err), Cause: err}
+	case errors.Is(err, consent.ErrIdempotencyConflict):
+		return &web.Error{Status: http.StatusConflict, Code: "idempotency_key_reused", Message: "this Idempotency-Key was used for a different request", Cause: err}
+	case errors.Is(err, consent.ErrSubjectDeleted):
+		return &web.Error{Status: http.StatusGone, Code: "subject_deleted", Message: "the subject was deleted", Cause: err}
+	case errors.Is(err, consent.ErrInvalid):
+		return &web.Error{Status: http.StatusBadRequest, Code: "invalid", Message: lastPart(err), Cause: err}
+	}
+	return err
+}
+
+// lastPart drops the "grant: " style prefixes of wrapped domain errors.
+func lastPart(err error) string {
+	msg := err.Error()
+	for _, prefix := range []string{"grant: ", "withdraw: ", "issue token: ", "export: ", "delete subject: ", "publish policy: ", "create purpose: "} {
+		msg = strings.TrimPrefix(msg, prefix)
+	}
+	return msg
+}
+
+func (a *API) jwksHandler(w http.ResponseWriter, r *http.Request) {
+	b, err := a.jwks.JWKSJSON(r.Context())
+	if err != nil {
+		web.WriteError(w, r, a.opts.Log, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Write(b)
+}
+
+func pathInt(r *http.Request, name string) (int, error) {
+	v, err := strconv.Atoi(r.PathValue(name))
+	if err != nil || v <= 0 {
+		return 0, web.Errorf(http.StatusBadRequest, "invalid_path", "%s must be a positive integer", name)
+	}
+	return v, nil
+}
+
+// timeOrZero parses an optional RFC 3339 time field.
+func timeOrZero(field, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, web.Errorf(http.StatusBadRequest, "invalid_field", "%s must be an RFC 3339 time", field)
+	}
+	return t, nil
+}
