@@ -75,7 +75,9 @@ type apiError struct {
 	Code, Message string
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
+}
 
 // do sends body (nil for none) and decodes the JSON answer into out.
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any, header ...string) (http.Header, error) {

@@ -70,10 +70,10 @@ func invalid(field, format string, args ...any) error {
 
 // Purpose is a processing purpose with its current policy version.
 type Purpose struct {
-	ID            string        `json:"id"` // e.g. credit_risk_assessment
-	Description   string        `json:"description"`
-	PolicyVersion int           `json:"policy_version"` // current version, from 1
-	PolicyURL     string        `json:"policy_url,omitempty"`
+	ID            string `json:"id"` // e.g. credit_risk_assessment
+	Description   string `json:"description"`
+	PolicyVersion int    `json:"policy_version"` // current version, from 1
+	PolicyURL     string `json:"policy_url,omitempty"`
 	// RenewOnNewPolicy makes consents given under an older policy version
 	// need renewal (no tokens) once a new version is published.
 	RenewOnNewPolicy bool          `json:"renew_on_new_policy"`
@@ -110,23 +110,23 @@ type Subject struct {
 
 // Consent is one consent record.
 type Consent struct {
-	ID              string     `json:"id"`
-	SubjectID       string     `json:"-"`
-	SubjectRef      string     `json:"subject_ref"` // the subject's pseudonym
-	Purpose         string     `json:"purpose"`
-	Party           string     `json:"party"` // the host party data may come from or go to
-	Categories      []string   `json:"data_categories"`
-	PolicyVersion   int        `json:"policy_version"`
-	GrantedAt       time.Time  `json:"granted_at"`
-	ExpiresAt       time.Time  `json:"expires_at"`
-	Status          Status     `json:"status"`
-	WithdrawnAt     *time.Time `json:"withdrawn_at,omitempty"`
-	Evidence        Evidence   `json:"evidence"`
-	Receipt         string     `json:"receipt"` // signed JWS
-	IdempotencyKey  string     `json:"-"`
-	RequestHash     []byte     `json:"-"`
-	NeedsRenewal    bool       `json:"needs_renewal"` // derived: policy changed and the purpose asks for renewal
-	UpdatedAt       time.Time  `json:"updated_at"`
+	ID             string     `json:"id"`
+	SubjectID      string     `json:"-"`
+	SubjectRef     string     `json:"subject_ref"` // the subject's pseudonym
+	Purpose        string     `json:"purpose"`
+	Party          string     `json:"party"` // the host party data may come from or go to
+	Categories     []string   `json:"data_categories"`
+	PolicyVersion  int        `json:"policy_version"`
+	GrantedAt      time.Time  `json:"granted_at"`
+	ExpiresAt      time.Time  `json:"expires_at"`
+	Status         Status     `json:"status"`
+	WithdrawnAt    *time.Time `json:"withdrawn_at,omitempty"`
+	Evidence       Evidence   `json:"evidence"`
+	Receipt        string     `json:"receipt"` // signed JWS
+	IdempotencyKey string     `json:"-"`
+	RequestHash    []byte     `json:"-"`
+	NeedsRenewal   bool       `json:"needs_renewal"` // derived: policy changed and the purpose asks for renewal
+	UpdatedAt      time.Time  `json:"updated_at"`
 }
 
 // EffectiveStatus is the status at now: an active consent past its expiry

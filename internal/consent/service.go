@@ -338,7 +338,9 @@ func (s *Service) newSubject(ctx context.Context, id string, now time.Time) (Sub
 	return subj, nil
 }
 
-func subjectAAD(subjectID string) []byte { return []byte("fedrisk/subject/" + subjectID + "/identifier") }
+func subjectAAD(subjectID string) []byte {
+	return []byte("fedrisk/subject/" + subjectID + "/identifier")
+}
 
 func checkEvidence(e Evidence) error {
 	switch {

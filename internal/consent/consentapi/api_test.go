@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rsa"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -511,4 +511,6 @@ func tamper(token string, cl consent.Claims) string {
 
 func crypto256() crypto.Hash { return crypto.SHA256 }
 
-func sqlauditFilter(action string) sqlaudit.Filter { return sqlaudit.Filter{Action: action, Limit: 1000} }
+func sqlauditFilter(action string) sqlaudit.Filter {
+	return sqlaudit.Filter{Action: action, Limit: 1000}
+}
