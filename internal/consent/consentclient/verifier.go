@@ -57,10 +57,10 @@ type Verifier struct {
 	mu        sync.Mutex
 	keys      map[string]*rsa.PublicKey
 	fetchedAt time.Time
-	streaming bool              // the revocation stream is connected
-	gen       uint64            // bumped on every (dis)connection
+	streaming bool                 // the revocation stream is connected
+	gen       uint64               // bumped on every (dis)connection
 	revoked   map[string]time.Time // consent id -> forget after
-	verified  map[string]entry  // jti -> confirmed result
+	verified  map[string]entry     // jti -> confirmed result
 }
 
 type entry struct {
