@@ -45,7 +45,7 @@ retired (it keeps verifying what it signed) and a new next key is generated.
 encryption: a new key-encryption-key version becomes active and every data key is
 re-wrapped under it in batches, with progress; if interrupted, run it again to finish.
 The old version is retired once no data key uses it. Records stay readable throughout.`,
-		Args:      cobra.ExactArgs(1),
+		Args:      exactArgs(1),
 		ValidArgs: []string{"jwt", "encryption"},
 	}
 	cf := addConfigFlags(rotate)
@@ -85,7 +85,7 @@ The old version is retired once no data key uses it. Records stay readable throu
 			return printKEKs(cmd.Context(), km, stdout)
 		})
 	}
-	status := &cobra.Command{Use: "status", Short: "Show key-encryption-key versions and signing keys", Args: cobra.NoArgs}
+	status := &cobra.Command{Use: "status", Short: "Show key-encryption-key versions and signing keys", Args: noArgs}
 	scf := addConfigFlags(status)
 	status.RunE = func(cmd *cobra.Command, _ []string) error {
 		return withDB(cmd.Context(), scf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
@@ -130,7 +130,7 @@ func newAuditCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify the hash chain and the signed checkpoints; name the first bad entry",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 	}
 	cf := addConfigFlags(verify)
 	verify.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -157,18 +157,13 @@ func newAuditCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 
 func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "tokens", Short: "Bearer tokens of the client APIs (AUTH_REQUIRED=true)"}
-	var name, role string
-	create := &cobra.Command{Use: "create", Short: "Create a token; the secret is printed once", Args: cobra.NoArgs}
+	create := &cobra.Command{Use: "create NAME ROLE", Short: "Create a token for NAME with ROLE (admin, operator, analyst, partner); the secret is printed once", Args: exactArgs(2)}
 	ccf := addConfigFlags(create)
-	create.Flags().StringVar(&name, "name", "", "who or what holds the token")
-	create.Flags().StringVar(&role, "role", "", "admin, operator, analyst or partner")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
-		r, err := auth.ParseRole(role)
+	create.RunE = func(cmd *cobra.Command, args []string) error {
+		name := args[0]
+		r, err := auth.ParseRole(args[1])
 		if err != nil {
 			return &usageError{err}
-		}
-		if name == "" {
-			return &usageError{fmt.Errorf("--name is required")}
 		}
 		return withDB(cmd.Context(), ccf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
 			secret, tok, err := auth.NewTokens(sqlauth.New(db)).Create(cmd.Context(), name, r)
@@ -180,7 +175,7 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		})
 	}
-	list := &cobra.Command{Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs}
+	list := &cobra.Command{Use: "list", Short: "List tokens (never their secrets)", Args: noArgs}
 	lcf := addConfigFlags(list)
 	list.RunE = func(cmd *cobra.Command, _ []string) error {
 		return withDB(cmd.Context(), lcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
@@ -200,7 +195,7 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 			return tw.Flush()
 		})
 	}
-	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke a token", Args: cobra.ExactArgs(1)}
+	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke a token", Args: exactArgs(1)}
 	rcf := addConfigFlags(revoke)
 	revoke.RunE = func(cmd *cobra.Command, args []string) error {
 		return withDB(cmd.Context(), rcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {

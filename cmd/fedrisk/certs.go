@@ -25,7 +25,7 @@ func newCertsCmd(stdout io.Writer) *cobra.Command {
 127.0.0.1, ::1, the party name and --hosts) and a client certificate that names
 the party. Real deployments have one CA per institution and exchange CA
 certificates; this gives a laptop or a test a working mutual-TLS setup without openssl.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := pki.DevOptions{Validity: time.Duration(days) * 24 * time.Hour, Hosts: splitList(hosts), Force: force}
 			if days <= 0 {

@@ -171,7 +171,7 @@ func newConsentCmd(lookup env, stdin io.Reader, stdout io.Writer) *cobra.Command
 	var g consentapi.GrantBody
 	var categories, collectedAt string
 	grant := &cobra.Command{
-		Use: "grant", Short: "Record a consent (prints it with its signed receipt)", Args: cobra.NoArgs,
+		Use: "grant", Short: "Record a consent (prints it with its signed receipt)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := subjectValue(g.Subject, stdin)
 			if err != nil {
@@ -200,21 +200,21 @@ func newConsentCmd(lookup env, stdin io.Reader, stdout io.Writer) *cobra.Command
 	fs.StringVar(&collectedAt, "collected-at", "", "RFC 3339 time of consent (default: now)")
 	fs.StringVar(&g.IdempotencyKey, "idempotency-key", "", "makes a retried grant safe")
 
-	get := &cobra.Command{Use: "get ID", Short: "Show a consent", Args: cobra.ExactArgs(1),
+	get := &cobra.Command{Use: "get ID", Short: "Show a consent", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(cmd, http.MethodGet, "/consent/v1/consents/"+args[0], nil)
 		}}
-	withdraw := &cobra.Command{Use: "withdraw ID", Short: "Withdraw a consent (its tokens stop verifying at once)", Args: cobra.ExactArgs(1),
+	withdraw := &cobra.Command{Use: "withdraw ID", Short: "Withdraw a consent (its tokens stop verifying at once)", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(cmd, http.MethodPost, "/consent/v1/consents/"+args[0]+"/withdraw", nil)
 		}}
-	token := &cobra.Command{Use: "token ID", Short: "Issue a consent token for an active consent", Args: cobra.ExactArgs(1),
+	token := &cobra.Command{Use: "token ID", Short: "Issue a consent token for an active consent", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(cmd, http.MethodPost, "/consent/v1/consents/"+args[0]+"/tokens", nil)
 		}}
 	subjectCmd := func(use, short, path string) *cobra.Command {
 		var subject string
-		c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+		c := &cobra.Command{Use: use, Short: short, Args: noArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				s, err := subjectValue(subject, stdin)
 				if err != nil {
@@ -227,7 +227,7 @@ func newConsentCmd(lookup env, stdin io.Reader, stdout io.Writer) *cobra.Command
 	}
 	var pb consentapi.PurposeBody
 	purpose := &cobra.Command{Use: "purpose", Short: "Purposes and policy versions (admin)"}
-	purposeCreate := &cobra.Command{Use: "create", Short: "Create a purpose at policy version 1", Args: cobra.NoArgs,
+	purposeCreate := &cobra.Command{Use: "create", Short: "Create a purpose at policy version 1", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return call(cmd, http.MethodPost, "/consent/v1/purposes", pb)
 		}}
@@ -239,12 +239,12 @@ func newConsentCmd(lookup env, stdin io.Reader, stdout io.Writer) *cobra.Command
 	pf.BoolVar(&pb.RenewOnNewPolicy, "renew-on-new-policy", false, "consents need renewal when a new policy version is published")
 	pf.IntVar(&pb.ValidityDays, "validity-days", 0, "consent lifetime in days (default 365)")
 	var policyText string
-	purposePublish := &cobra.Command{Use: "publish PURPOSE", Short: "Publish the next policy version", Args: cobra.ExactArgs(1),
+	purposePublish := &cobra.Command{Use: "publish PURPOSE", Short: "Publish the next policy version", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(cmd, http.MethodPost, "/consent/v1/purposes/"+args[0]+"/policies", consentapi.PolicyBody{Text: policyText})
 		}}
 	purposePublish.Flags().StringVar(&policyText, "text", "", "policy text")
-	purposeList := &cobra.Command{Use: "list", Short: "List purposes", Args: cobra.NoArgs,
+	purposeList := &cobra.Command{Use: "list", Short: "List purposes", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return call(cmd, http.MethodGet, "/consent/v1/purposes", nil)
 		}}

@@ -182,3 +182,157 @@ func TestServeSIGTERM(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v, want status 0", err)
 	}
 }
+
+// startServe runs `fedrisk serve` as a subprocess and returns the address
+// of each service once it listens.
+func startServe(t *testing.T, args string) (*exec.Cmd, map[string]string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "FEDRISK_TEST_RUN_MAIN=1", "FEDRISK_TEST_ARGS="+args)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	want := strings.Count(args, "-addr")
+	addrs := map[string]string{}
+	lines := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	for len(addrs) < want && lines.Scan() {
+		var rec struct{ Msg, Service, Addr string }
+		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "listening" {
+			addrs[rec.Service] = rec.Addr
+		}
+	}
+	if len(addrs) < want {
+		t.Fatalf("services listening: %v", addrs)
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	return cmd, addrs
+}
+
+func postJSON(t *testing.T, url, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// TestAcknowledgedSurvivesKill9: a grant and a withdrawal that returned 2xx
+// are there after the process is killed with SIGKILL and started again.
+func TestAcknowledgedSurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess test")
+	}
+	args := "serve --services consent --consent-addr 127.0.0.1:0 --data-dir " + t.TempDir()
+	cmd, addrs := startServe(t, args)
+	base := "http://" + addrs["consent"] + "/consent/v1"
+	if code, out := postJSON(t, base+"/purposes", `{"id":"credit_risk_assessment","policy_text":"v1"}`); code != 201 {
+		t.Fatalf("purpose: %d %v", code, out)
+	}
+	grant := func(subject string) string {
+		body := `{"subject":"` + subject + `","purpose":"credit_risk_assessment","party":"partner","data_categories":["telecom.usage"],"policy_version":1,` +
+			`"evidence":{"channel":"web","collector":"test","collected_at":"` + time.Now().UTC().Add(-time.Minute).Format(time.RFC3339) + `"}}`
+		code, out := postJSON(t, base+"/consents", body)
+		if code != 201 {
+			t.Fatalf("grant: %d %v", code, out)
+		}
+		return out["id"].(string)
+	}
+	kept, withdrawn := grant("kill-1"), grant("kill-2")
+	if code, out := postJSON(t, base+"/consents/"+withdrawn+"/withdraw", ""); code != 200 {
+		t.Fatalf("withdraw: %d %v", code, out)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	_, addrs = startServe(t, args)
+	base = "http://" + addrs["consent"] + "/consent/v1"
+	for id, status := range map[string]string{kept: "active", withdrawn: "withdrawn"} {
+		resp, err := http.Get(base + "/consents/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c map[string]any
+		json.NewDecoder(resp.Body).Decode(&c)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || c["status"] != status {
+			t.Errorf("%s after kill -9: %d %v, want %s", id, resp.StatusCode, c["status"], status)
+		}
+	}
+}
+
+// TestConsentCLI runs the consent scenario through the CLI against a real
+// `fedrisk serve`, then the offline tools on the same database.
+func TestConsentCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess test")
+	}
+	dir := t.TempDir()
+	_, addrs := startServe(t, "serve --services consent --consent-addr 127.0.0.1:0 --data-dir "+dir)
+	server := "--server=http://" + addrs["consent"]
+	cli := func(stdin string, args ...string) (int, string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, func(string) (string, bool) { return "", false }, strings.NewReader(stdin), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := cli("", "consent", "purpose", "create", server, "--policy-text", "we score credit risk"); code != 0 {
+		t.Fatalf("purpose create: %d %s %s", code, out, errs)
+	}
+	code, out, errs := cli("ID-4401\n", "consent", "grant", server, "--subject", "-", "--party", "partner", "--categories", "telecom.usage",
+		"--policy-version", "1", "--channel", "branch", "--collector", "clerk-7", "--idempotency-key", "cli-1")
+	if code != 0 {
+		t.Fatalf("grant: %d %s %s", code, out, errs)
+	}
+	var c struct{ ID, Status string }
+	if err := json.Unmarshal([]byte(out), &c); err != nil || c.Status != "active" {
+		t.Fatalf("grant output: %s", out)
+	}
+	if code, out, _ := cli("", "consent", "token", server, c.ID); code != 0 || !strings.Contains(out, `"token_type": "consent+jwt"`) {
+		t.Errorf("token: %d %s", code, out)
+	}
+	if code, out, _ := cli("", "consent", "withdraw", server, c.ID); code != 0 || !strings.Contains(out, `"status": "withdrawn"`) {
+		t.Errorf("withdraw: %d %s", code, out)
+	}
+	if code, _, errs := cli("", "consent", "withdraw", server, c.ID); code != 1 || !strings.Contains(errs, "consent_not_active (HTTP 409)") {
+		t.Errorf("second withdraw: %d %s", code, errs)
+	}
+	if code, out, _ := cli("ID-4401\n", "consent", "export", server, "--subject", "-"); code != 0 || !strings.Contains(out, `"subject": "id-4401"`) {
+		t.Errorf("export: %d %s", code, out)
+	}
+	if code, _, errs := cli("", "consent", "get", server); code != 2 {
+		t.Errorf("missing argument: %d %s", code, errs)
+	}
+	dataDir := "--data-dir=" + dir
+	if code, out, errs := cli("", "keys", "rotate", "jwt", dataDir); code != 0 || !strings.Contains(out, "signing key rotated") {
+		t.Errorf("rotate jwt: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := cli("", "keys", "rotate", "encryption", dataDir); code != 0 || !strings.Contains(out, "active version 2") {
+		t.Errorf("rotate encryption: %d %s %s", code, out, errs)
+	}
+	if code, _, _ := cli("", "keys", "rotate", "everything", dataDir); code != 2 {
+		t.Errorf("unknown key kind: %d", code)
+	}
+	if code, out, errs := cli("", "audit", "verify", dataDir); code != 0 || !strings.Contains(out, "audit log intact") {
+		t.Errorf("audit verify: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := cli("", "tokens", "create", "ops", "operator", dataDir); code != 0 || !strings.HasPrefix(out, "frk_") {
+		t.Errorf("tokens create: %d %s", code, out)
+	}
+	if code, _, _ := cli("", "tokens", "create", "ops", "root", dataDir); code != 2 {
+		t.Errorf("bad role: %d", code)
+	}
+}

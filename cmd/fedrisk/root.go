@@ -146,7 +146,7 @@ node uses SQLite under ./fedrisk-data and an in-memory cache.
 
 On SIGTERM or Ctrl-C the node stops accepting, lets in-flight requests finish
 within http.shutdown_grace, and exits 0.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	cf := addConfigFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -184,7 +184,7 @@ func newMigrateCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Bring the database schema to this binary's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 	}
 	cf := addConfigFlags(cmd)
 	cmd.Flags().BoolVar(&status, "status", false, "only report the schema version")
@@ -233,7 +233,7 @@ func newConfigCmd(lookup env, stdout io.Writer) *cobra.Command {
 	print := &cobra.Command{
 		Use:   "print",
 		Short: "Print the effective configuration (secrets redacted) with the source of each value",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 	}
 	cf := addConfigFlags(print)
 	print.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -251,7 +251,7 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the build version and the database schema version it needs",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(stdout, "fedrisk %s (%s, schema %d, %s/%s)\n", buildVersion(), runtime.Version(), sqldb.Latest(), runtime.GOOS, runtime.GOARCH)
 			return nil
