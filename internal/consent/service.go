@@ -317,6 +317,13 @@ func (s *Service) grant(ctx context.Context, r GrantRequest) (Consent, bool, err
 		ev.Details["supersedes"] = supersede
 	}
 	stored, replay, err := s.store.Grant(ctx, subj, c, supersede, ev)
+	if errors.Is(err, ErrNotActive) && supersede != "" {
+		// The consent to supersede was withdrawn or swept meanwhile: there
+		// is nothing left to supersede.
+		delete(ev.Details, "supersedes")
+		supersede = ""
+		stored, replay, err = s.store.Grant(ctx, subj, c, "", ev)
+	}
 	if err != nil {
 		return Consent{}, false, err
 	}
