@@ -1,0 +1,143 @@
+package consentnode_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fedrisk/fedrisk/internal/cache"
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent"
+	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/sqldb"
+	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
+)
+
+func newService(tb testing.TB, db *sqldb.DB) *consentnode.Service {
+	tb.Helper()
+	cfg := config.Default()
+	cfg.DataDir = tb.TempDir()
+	mem := cache.NewMemory(cache.MemoryOptions{})
+	tb.Cleanup(func() { mem.Close() })
+	svc, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { svc.Close() })
+	if _, err := svc.Domain.CreatePurpose(context.Background(), consent.PurposeRequest{ID: "credit_risk_assessment", PolicyText: "v1", Actor: "test"}); err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
+
+func grantReq(subject string) consent.GrantRequest {
+	return consent.GrantRequest{Subject: subject, Purpose: "credit_risk_assessment", Party: "partner", Categories: []string{"telecom.usage"},
+		PolicyVersion: 1, Actor: "bench", Evidence: consent.Evidence{Channel: "web", Collector: "bench", CollectedAt: time.Now().Add(-time.Minute)}}
+}
+
+func TestDevRootKeyFile(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	k1, err := consentnode.RootKey(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(cfg.DataDir, "root.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("root.key: %v %v", st, err)
+	}
+	k2, err := consentnode.RootKey(cfg, slog.New(slog.DiscardHandler))
+	if err != nil || string(k1) != string(k2) || len(k1) < 32 {
+		t.Errorf("root key not stable across starts")
+	}
+	cfg.EncryptionKey = "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
+	if k3, err := consentnode.RootKey(cfg, slog.New(slog.DiscardHandler)); err != nil || string(k3) == string(k1) {
+		t.Errorf("ENCRYPTION_KEY must win over the file: %v", err)
+	}
+}
+
+// TestWrongRootKeyRefused: a node started with another ENCRYPTION_KEY on
+// an existing database stops with a clear error instead of writing data
+// nobody can read.
+func TestWrongRootKeyRefused(t *testing.T) {
+	db := sqldbtest.OpenSQLite(t, true)
+	newService(t, db)
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.EncryptionKey = "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
+	_, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: cache.NewMemory(cache.MemoryOptions{}), Log: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		t.Fatal("a wrong root key was accepted")
+	}
+}
+
+func BenchmarkGrant(b *testing.B) {
+	for _, be := range sqldbtest.Backends(b) {
+		b.Run(be.Name, func(b *testing.B) {
+			svc := newService(b, be.Open(b, true))
+			ctx := context.Background()
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := svc.Domain.Grant(ctx, grantReq(fmt.Sprintf("bench-%d", n.Add(1)))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "grants/s")
+		})
+	}
+}
+
+func BenchmarkIssueToken(b *testing.B) {
+	svc := newService(b, sqldbtest.OpenSQLite(b, true))
+	ctx := context.Background()
+	c, _, err := svc.Domain.Grant(ctx, grantReq("bench-token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := svc.Domain.IssueToken(ctx, c.ID, "bench"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+func BenchmarkVerifyToken(b *testing.B) {
+	svc := newService(b, sqldbtest.OpenSQLite(b, true))
+	ctx := context.Background()
+	c, _, err := svc.Domain.Grant(ctx, grantReq("bench-verify"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := svc.Domain.IssueToken(ctx, c.ID, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := consent.Expect{Audience: "partner", Purpose: "credit_risk_assessment"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := svc.Domain.Verify(ctx, tok.Token, want, "bench"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+}
