@@ -20,6 +20,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/node"
 	"github.com/fedrisk/fedrisk/internal/pki"
+	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
 
@@ -249,7 +250,7 @@ func TestPostgresAndRedis(t *testing.T) {
 	if n.DB().Dialect != "postgres" {
 		t.Errorf("dialect %s", n.DB().Dialect)
 	}
-	if code, body := get(t, http.DefaultClient, "http://"+n.Addr(config.ServiceConsent)+"/consent/info"); code != 200 || !strings.Contains(body, `"schema_version":1`) {
+	if code, body := get(t, http.DefaultClient, "http://"+n.Addr(config.ServiceConsent)+"/consent/info"); code != 200 || !strings.Contains(body, fmt.Sprintf(`"schema_version":%d`, sqldb.Latest())) {
 		t.Errorf("info on PostgreSQL: %d %s", code, body)
 	}
 }
