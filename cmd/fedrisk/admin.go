@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
 	"github.com/fedrisk/fedrisk/internal/auth"
 	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
@@ -58,10 +59,14 @@ The old version is retired once no data key uses it. Records stay readable throu
 			if err != nil {
 				return err
 			}
+			alog := sqlaudit.New(db)
 			if args[0] == "jwt" {
 				kid, err := km.RotateSigning(cmd.Context())
 				if err != nil {
 					return err
+				}
+				if _, err := alog.Append(cmd.Context(), audit.Event{Actor: "cli", Action: "key.rotate", Object: kid, Details: map[string]string{"kind": "jwt"}}); err != nil {
+					return fmt.Errorf("key rotated, but the audit entry failed: %w", err)
 				}
 				fmt.Fprintf(stdout, "signing key rotated: current kid %s\n", kid)
 				return nil
@@ -80,6 +85,9 @@ The old version is retired once no data key uses it. Records stay readable throu
 			fmt.Fprintln(stdout)
 			if err != nil {
 				return fmt.Errorf("%w (run the command again to resume)", err)
+			}
+			if _, err := alog.Append(cmd.Context(), audit.Event{Actor: "cli", Action: "key.rotate", Object: fmt.Sprintf("kek:v%d", v), Details: map[string]string{"kind": "encryption"}}); err != nil {
+				return fmt.Errorf("key rotated, but the audit entry failed: %w", err)
 			}
 			fmt.Fprintf(stdout, "key-encryption key rotated: active version %d\n", v)
 			return printKEKs(cmd.Context(), km, stdout)
@@ -170,6 +178,9 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := sqlaudit.New(db).Append(cmd.Context(), audit.Event{Actor: "cli", Action: "auth.token_create", Object: tok.ID, Details: map[string]string{"role": string(r), "name": name}}); err != nil {
+				return err
+			}
 			fmt.Fprintf(stderr, "created %s (%s, role %s); the secret below is not stored and cannot be shown again\n", tok.ID, tok.Name, tok.Role)
 			fmt.Fprintln(stdout, secret)
 			return nil
@@ -200,6 +211,9 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	revoke.RunE = func(cmd *cobra.Command, args []string) error {
 		return withDB(cmd.Context(), rcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
 			if err := auth.NewTokens(sqlauth.New(db)).Revoke(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if _, err := sqlaudit.New(db).Append(cmd.Context(), audit.Event{Actor: "cli", Action: "auth.token_revoke", Object: args[0]}); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "revoked %s\n", args[0])

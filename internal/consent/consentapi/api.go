@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/auth"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/web"
@@ -59,7 +60,9 @@ type Options struct {
 	// PeerParty names the verified party of a mutual-TLS client, "" when
 	// the connection carries no verified client certificate.
 	PeerParty func(cs *tls.ConnectionState) string
-	Log       *slog.Logger
+	// Auditor records refused credentials (security-relevant failures).
+	Auditor consent.Auditor
+	Log     *slog.Logger
 }
 
 // API serves the consent endpoints.
@@ -157,6 +160,12 @@ func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
 		}
 		p, err := a.authn.Authenticate(r.Context(), strings.TrimSpace(secret))
 		if err != nil {
+			if a.opts.Auditor != nil {
+				ev := audit.Event{Actor: "anonymous", Action: "auth.failed", Details: map[string]string{"reason": "unknown or revoked bearer token", "route": r.Pattern}}
+				if _, aerr := a.opts.Auditor.Append(r.Context(), ev); aerr != nil {
+					a.opts.Log.WarnContext(r.Context(), "audit of a refused token failed", "err", aerr)
+				}
+			}
 			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "unknown or revoked bearer token")
 		}
 		return p, nil

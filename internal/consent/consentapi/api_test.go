@@ -416,6 +416,9 @@ func TestAuthRequired(t *testing.T) {
 	if code, _, _ := f.call("GET", "/consent/v1/purposes", nil); code != 401 {
 		t.Errorf("forged token: %d", code)
 	}
+	if failed, err := f.svc.Audit.List(context.Background(), sqlauditFilter("auth.failed")); err != nil || len(failed) != 1 {
+		t.Errorf("a refused token must be audited: %d %v", len(failed), err)
+	}
 	f.auth = analyst
 	if code, _, _ := f.call("GET", "/consent/v1/purposes", nil); code != 200 {
 		t.Errorf("analyst read: %d", code)

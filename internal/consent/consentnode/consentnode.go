@@ -80,6 +80,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	api := consentapi.New(svc, jwksSource{km}, auth.NewTokens(sqlauth.New(d.DB)), revs, consentapi.Options{
 		AuthRequired: d.Config.AuthRequired,
 		PeerParty:    peerParty,
+		Auditor:      alog,
 		Log:          d.Log,
 	})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

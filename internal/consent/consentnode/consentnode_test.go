@@ -2,6 +2,7 @@ package consentnode_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -140,4 +141,77 @@ func BenchmarkVerifyToken(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+}
+
+// TestReplicasShareDenylistOnRedis: two replicas of one party on one
+// PostgreSQL (or SQLite) database and one Redis. A token verified (and so
+// cached) at replica B is refused there at once after replica A withdraws
+// its consent, and B's revocation stream hears about it.
+func TestReplicasShareDenylistOnRedis(t *testing.T) {
+	redisURL := os.Getenv("FEDRISK_TEST_REDIS_URL")
+	if redisURL == "" {
+		t.Skip("FEDRISK_TEST_REDIS_URL not set")
+	}
+	backends := sqldbtest.Backends(t)
+	be := backends[len(backends)-1] // PostgreSQL when available
+	db := be.Open(t, true)
+	ctx := context.Background()
+	prefix := fmt.Sprintf("fedrisk-test-%d", time.Now().UnixNano())
+	replica := func() *consentnode.Service {
+		rc, err := cache.NewRedis(ctx, redisURL, cache.RedisOptions{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rc.Close() })
+		cfg := config.Default()
+		cfg.DataDir = t.TempDir()
+		cfg.EncryptionKey = "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
+		svc, err := consentnode.New(ctx, consentnode.Deps{Config: cfg, DB: db, Cache: rc, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+		return svc
+	}
+	a, b := replica(), replica()
+	if _, err := a.Domain.CreatePurpose(ctx, consent.PurposeRequest{ID: "credit_risk_assessment", PolicyText: "v1", Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := a.Domain.Grant(ctx, grantReq("replica-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := a.Domain.IssueToken(ctx, c.ID, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := consent.Expect{Audience: "partner", Purpose: "credit_risk_assessment"}
+	if _, err := b.Domain.Verify(ctx, tok.Token, want, "test"); err != nil {
+		t.Fatalf("replica B: %v", err)
+	}
+	rc, err := cache.NewRedis(ctx, redisURL, cache.RedisOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	sub, err := rc.Subscribe(ctx, consent.RevocationChannel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := a.Domain.Withdraw(ctx, c.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var te *consent.TokenError
+	if _, err := b.Domain.Verify(ctx, tok.Token, want, "test"); !errors.As(err, &te) || te.Code != "revoked" {
+		t.Errorf("replica B after withdrawal at A: %v", err)
+	}
+	select {
+	case msg := <-sub.C():
+		if string(msg) != c.ID {
+			t.Errorf("revocation %q, want %s", msg, c.ID)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("no revocation published")
+	}
 }
