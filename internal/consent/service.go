@@ -584,3 +584,32 @@ func (s *Service) DeleteSubject(ctx context.Context, subject, actor string) (Del
 	}
 	return DeleteResult{SubjectRef: subj.Pseudonym, Withdrawn: withdrawn, DeletedAt: now.Format(time.RFC3339Nano)}, nil
 }
+
+// FilterUsable reports, for each raw identifier, whether its subject has a
+// usable consent for (party, purpose): PSI uses it so that only consented
+// customers take part. Malformed identifiers are reported false.
+func (s *Service) FilterUsable(ctx context.Context, party, purpose string, subjects []string) ([]bool, error) {
+	if err := CheckParty(party); err != nil {
+		return nil, err
+	}
+	if err := CheckPurposeID(purpose); err != nil {
+		return nil, err
+	}
+	list, err := s.store.UsableBlindIndexes(ctx, party, purpose, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("filter consented subjects: %w", err)
+	}
+	usable := make(map[string]struct{}, len(list))
+	for _, bi := range list {
+		usable[string(bi)] = struct{}{}
+	}
+	out := make([]bool, len(subjects))
+	for i, subj := range subjects {
+		id, err := NormalizeIdentifier(subj)
+		if err != nil {
+			continue
+		}
+		_, out[i] = usable[string(s.crypto.BlindIndex([]byte(id)))]
+	}
+	return out, nil
+}

@@ -50,6 +50,10 @@ type Store interface {
 	// identifier and withdraws its active consents; it returns the ids of
 	// the consents it withdrew. The caller destroys the data key.
 	DeleteSubject(ctx context.Context, subjectID string, at time.Time, ev audit.Event) ([]string, error)
+	// UsableBlindIndexes returns the blind indexes of every subject with a
+	// usable consent (active, unexpired at now, not needing renewal) for
+	// (party, purpose).
+	UsableBlindIndexes(ctx context.Context, party, purpose string, now time.Time) ([][]byte, error)
 }
 
 // Auditor appends events that do not change consent state (token issued,

@@ -215,3 +215,34 @@ func TestReplicasShareDenylistOnRedis(t *testing.T) {
 		t.Error("no revocation published")
 	}
 }
+
+func TestFilterUsable(t *testing.T) {
+	for _, be := range sqldbtest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			svc := newService(t, be.Open(t, true))
+			ctx := context.Background()
+			for _, s := range []string{"a-1", "a-2", "a-3"} {
+				if _, _, err := svc.Domain.Grant(ctx, grantReq(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			other := grantReq("a-4")
+			other.Party = "telco"
+			if _, _, err := svc.Domain.Grant(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+			list, _ := svc.Domain.ListBySubject(ctx, "a-2")
+			if _, err := svc.Domain.Withdraw(ctx, list[0].ID, "test"); err != nil {
+				t.Fatal(err)
+			}
+			got, err := svc.Domain.FilterUsable(ctx, "partner", "credit_risk_assessment", []string{"A-1 ", "a-2", "a-3", "a-4", "nobody", ""})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []bool{true, false, true, false, false, false}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -848,3 +848,29 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int, event f
 	}
 	return out, nil
 }
+
+// UsableBlindIndexes implements consent.Store: one query for every subject
+// with a usable consent for (party, purpose) at now.
+func (s *Store) UsableBlindIndexes(ctx context.Context, party, purpose string, now time.Time) ([][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT s.blind_index
+		FROM consents c
+		JOIN subjects s ON s.id = c.subject_id
+		JOIN purposes p ON p.id = c.purpose
+		WHERE c.party = ? AND c.purpose = ? AND c.status = 'active' AND c.expires_at > ?
+		  AND s.deleted_at IS NULL
+		  AND NOT (p.renew_on_new_policy AND c.policy_version < p.policy_version)`),
+		party, purpose, now.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("usable blind indexes: %w", err)
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var bi []byte
+		if err := rows.Scan(&bi); err != nil {
+			return nil, fmt.Errorf("usable blind indexes: %w", err)
+		}
+		out = append(out, bi)
+	}
+	return out, rows.Err()
+}
