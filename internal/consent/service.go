@@ -37,21 +37,15 @@ type KeySource interface {
 }
 
 // Cache is the part of the node cache the service uses: the token denylist
-// and cached verification results (class consent_tokens), and the
-// revocation channel.
+// and cached verification results (class consent_tokens).
 type Cache interface {
 	Get(ctx context.Context, class cache.Class, key string) ([]byte, bool, error)
 	Set(ctx context.Context, class cache.Class, key string, val []byte, ttl time.Duration) error
-	Publish(ctx context.Context, channel string, msg []byte) error
+	Delete(ctx context.Context, class cache.Class, key string) error
 }
 
 // AuditReader lists a subject's audit entries for a data-subject export.
 type AuditReader func(ctx context.Context, subjectRef string) ([]audit.Entry, error)
-
-// RevocationChannel is the cache pub/sub channel on which withdrawn
-// consent ids are published; every replica forwards them to the hosts
-// that stream revocations.
-const RevocationChannel = "consent.revoked"
 
 // Config tunes the service.
 type Config struct {
@@ -62,6 +56,10 @@ type Config struct {
 	MaxValidity     time.Duration // longest consent accepted; default 5 years
 	Leeway          time.Duration // clock skew tolerated in token checks; default 30 s
 	Now             func() time.Time
+	// Revoked, if set, is called after a change that revokes tokens has
+	// committed (withdrawal, deletion, renewal): the revocation stream
+	// wakes up at once instead of at its next tick.
+	Revoked func()
 }
 
 // Controller is the PII controller named in receipts.
@@ -169,9 +167,19 @@ func (s *Service) PublishPolicy(ctx context.Context, purpose, text, actor string
 	}
 	now := s.now()
 	pol := Policy{Purpose: purpose, Version: p.PolicyVersion + 1, Text: text, PublishedAt: now}
-	ev := audit.Event{At: now, Actor: actor, Action: "purpose.publish_policy", Object: purpose, Details: map[string]string{"policy_version": strconv.Itoa(pol.Version)}}
+	ev := audit.Event{At: now, Actor: actor, Action: "purpose.publish_policy", Object: purpose,
+		Details: map[string]string{"policy_version": strconv.Itoa(pol.Version), "renewal_required": strconv.FormatBool(p.RenewOnNewPolicy)}}
 	if err := s.store.PublishPolicy(ctx, pol, ev); err != nil {
 		return Policy{}, fmt.Errorf("publish policy: %w", err)
+	}
+	if p.RenewOnNewPolicy {
+		defer s.revoked()
+		// Cached verifications of tokens under older versions stop counting.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		if err := s.cache.Set(cctx, cache.ConsentTokens(), policyKey(purpose), []byte(strconv.Itoa(pol.Version)), s.cfg.TokenTTL+2*s.cfg.Leeway); err != nil {
+			s.log.WarnContext(ctx, "policy version cache write failed", "purpose", purpose, "err", err)
+		}
 	}
 	return pol, nil
 }
@@ -329,6 +337,7 @@ func (s *Service) grant(ctx context.Context, r GrantRequest) (Consent, bool, err
 	}
 	if supersede != "" {
 		s.deny(ctx, supersede)
+		s.revoked()
 	}
 	return stored, replay, nil
 }
@@ -425,30 +434,50 @@ func (s *Service) Withdraw(ctx context.Context, id, actor string) (Consent, erro
 	}
 	ev := audit.Event{At: now, Actor: actor, Action: "consent.withdraw", Subject: c.SubjectRef, Object: id,
 		Details: map[string]string{"purpose": c.Purpose, "party": c.Party}}
+	// Deny first: once the withdrawal is acknowledged no cached
+	// verification may outlive it. A denial of a consent that then turns
+	// out not to be active is harmless.
+	s.deny(ctx, id)
 	c, err = s.store.Withdraw(ctx, id, now, ev)
 	if err != nil {
 		return Consent{}, fmt.Errorf("withdraw: %w", err)
 	}
-	s.deny(ctx, id)
+	s.revoked()
 	return c, nil
 }
 
 // deny puts a consent on the token denylist until every token it could
-// have issued has expired, and publishes the revocation. The database
-// status stays the source of truth: a cache failure is logged, not fatal,
-// because verification falls back to the database.
+// have issued has expired and drops its cached verification, under a
+// context of its own so a client hanging up cannot cut it short. Hosts
+// learn of the withdrawal from the audit log (the revocation stream), not
+// from here. If the cache cannot be written at all it cannot be read
+// either, and verification falls back to the database.
 func (s *Service) deny(ctx context.Context, consentID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
 	ttl := s.cfg.TokenTTL + 2*s.cfg.Leeway
-	if err := s.cache.Set(ctx, cache.ConsentTokens(), denyKey(consentID), []byte("1"), ttl); err != nil {
-		s.log.WarnContext(ctx, "denylist write failed; tokens are still refused through the database", "consent_id", consentID, "err", err)
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = s.cache.Set(ctx, cache.ConsentTokens(), denyKey(consentID), []byte("1"), ttl); err == nil {
+			err = s.cache.Delete(ctx, cache.ConsentTokens(), okKey(consentID))
+		}
+		if err == nil {
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
-	if err := s.cache.Publish(ctx, RevocationChannel, []byte(consentID)); err != nil {
-		s.log.WarnContext(ctx, "revocation publish failed", "consent_id", consentID, "err", err)
+	s.log.WarnContext(ctx, "token denylist write failed", "consent_id", consentID, "err", err)
+}
+
+func (s *Service) revoked() {
+	if s.cfg.Revoked != nil {
+		s.cfg.Revoked()
 	}
 }
 
 func denyKey(consentID string) string { return "deny:" + consentID }
-func okKey(jti string) string         { return "ok:" + jti }
+func okKey(consentID string) string   { return "ok:" + consentID }
+func policyKey(purpose string) string { return "policy:" + purpose }
 
 // ExpireDue marks consents past their expiry as expired and denies their
 // tokens; it returns how many it expired.
@@ -462,9 +491,7 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, fmt.Errorf("expire consents: %w", err)
 		}
-		for _, c := range expired {
-			s.deny(ctx, c.ID)
-		}
+		// No denial needed: a token never outlives its consent.
 		total += len(expired)
 		if len(expired) < 500 {
 			return total, nil
@@ -579,6 +606,7 @@ func (s *Service) DeleteSubject(ctx context.Context, subject, actor string) (Del
 	for _, id := range withdrawn {
 		s.deny(ctx, id)
 	}
+	s.revoked()
 	if withdrawn == nil {
 		withdrawn = []string{}
 	}

@@ -212,8 +212,13 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 	if denied, _, err := s.cache.Get(ctx, cache.ConsentTokens(), denyKey(claims.ConsentID)); err == nil && denied != nil {
 		return claims, reject("revoked", "consent withdrawn")
 	}
-	if ok, found, err := s.cache.Get(ctx, cache.ConsentTokens(), okKey(claims.ID)); err == nil && found && string(ok) == claims.ConsentID {
-		return claims, nil
+	if _, found, err := s.cache.Get(ctx, cache.ConsentTokens(), okKey(claims.ConsentID)); err == nil && found {
+		// The consent was confirmed active recently; a newer policy that
+		// asks for renewal overrides that.
+		pv, hasPV, err := s.cache.Get(ctx, cache.ConsentTokens(), policyKey(claims.Purpose))
+		if current, _ := strconv.Atoi(string(pv)); err == nil && (!hasPV || claims.PolicyVersion >= current) {
+			return claims, nil
+		}
 	}
 	c, err := s.store.GetConsent(ctx, claims.ConsentID)
 	if errors.Is(err, ErrNotFound) {
@@ -225,12 +230,14 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 	if !c.Usable(now) || c.Party != want.Audience || c.Purpose != want.Purpose {
 		return claims, reject("revoked", "consent is %s", c.EffectiveStatus(now))
 	}
-	ttl := time.Until(claims.ExpiresAt.Time)
+	// Cache that the consent is active (not the token: each token's
+	// signature and times are checked every time). Withdrawal deletes it.
+	ttl := c.ExpiresAt.Sub(now)
 	if ttl > cache.ConsentTokens().TTL {
 		ttl = cache.ConsentTokens().TTL
 	}
 	if ttl > 0 {
-		if err := s.cache.Set(ctx, cache.ConsentTokens(), okKey(claims.ID), []byte(claims.ConsentID), ttl); err != nil {
+		if err := s.cache.Set(ctx, cache.ConsentTokens(), okKey(c.ID), []byte("1"), ttl); err != nil {
 			s.log.DebugContext(ctx, "verification cache write failed", "err", err)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/audit"
@@ -58,8 +59,9 @@ func New(db *sqldb.DB) *Log { return &Log{db: db} }
 type Filter struct {
 	Subject  string // entries about this pseudonym
 	Action   string
-	AfterSeq int64 // entries after this seq: pass the last seq seen to page
-	Limit    int   // DefaultLimit when <= 0, at most MaxLimit
+	Actions  []string // any of these actions
+	AfterSeq int64    // entries after this seq: pass the last seq seen to page
+	Limit    int      // DefaultLimit when <= 0, at most MaxLimit
 }
 
 // Append records e in a transaction of its own and returns the entry.
@@ -149,6 +151,15 @@ func decodeDetails(s string) (map[string]string, error) {
 	return d, nil
 }
 
+// Head returns the seq of the last entry (0 for an empty log).
+func (l *Log) Head(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	if err := l.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_log`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("audit head: %w", err)
+	}
+	return seq.Int64, nil
+}
+
 // List returns the entries f selects, oldest first (newest last). To read
 // everything, e.g. for a data-subject export, call it again with AfterSeq
 // set to the last seq returned until it returns fewer than the limit.
@@ -187,6 +198,12 @@ func (l *Log) page(ctx context.Context, f Filter) ([]row, error) {
 	if f.Action != "" {
 		q += ` AND action = ?`
 		args = append(args, f.Action)
+	}
+	if len(f.Actions) > 0 {
+		q += ` AND action IN (?` + strings.Repeat(`, ?`, len(f.Actions)-1) + `)`
+		for _, a := range f.Actions {
+			args = append(args, a)
+		}
 	}
 	q += ` ORDER BY seq LIMIT ?`
 	args = append(args, f.Limit)

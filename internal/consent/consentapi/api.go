@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/audit"
@@ -49,9 +50,24 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, secret string) (auth.Principal, error)
 }
 
-// Revocations delivers withdrawn consent ids to the stream handler.
+// Revocation is one event of the revocation stream: a consent that no
+// longer backs its tokens ("revoked"), or a purpose whose earlier
+// verifications no longer count ("purge": a new policy asks for renewal).
+type Revocation struct {
+	Seq       int64
+	Kind      string // "revoked" or "purge"
+	ConsentID string
+	Purpose   string
+}
+
+// Revocations reads revocations from the audit log, which is written in the
+// same transaction as the change: nothing acknowledged is missed, and a
+// host that reconnects resumes where it left off (Last-Event-ID).
 type Revocations interface {
-	Subscribe(ctx context.Context) (<-chan string, func(), error)
+	Head(ctx context.Context) (int64, error)
+	// Since returns the revocations for party ("" for every party) after
+	// seq, and the seq up to which the log has been read.
+	Since(ctx context.Context, party string, after int64, limit int) ([]Revocation, int64, error)
 }
 
 // Options configure the API.
@@ -62,7 +78,14 @@ type Options struct {
 	PeerParty func(cs *tls.ConnectionState) string
 	// Auditor records refused credentials (security-relevant failures).
 	Auditor consent.Auditor
-	Log     *slog.Logger
+	// StreamEvery is how often the revocation stream reads the log and
+	// sends a heartbeat; hosts trust cached verifications only while
+	// heartbeats keep coming. Default 250 ms.
+	StreamEvery time.Duration
+	// Wake, if set, returns a channel closed at the next revocation, so
+	// streams send it at once.
+	Wake func() <-chan struct{}
+	Log  *slog.Logger
 }
 
 // API serves the consent endpoints.
@@ -72,14 +95,22 @@ type API struct {
 	authn Authenticator
 	revs  Revocations
 	opts  Options
+	stop  chan struct{} // closed by Drain: streams end
+	once  sync.Once
 }
+
+// Drain ends the revocation streams (at shutdown).
+func (a *API) Drain() { a.once.Do(func() { close(a.stop) }) }
 
 // New returns the API.
 func New(svc Service, jwks JWKSource, authn Authenticator, revs Revocations, opts Options) *API {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{svc: svc, jwks: jwks, authn: authn, revs: revs, opts: opts}
+	if opts.StreamEvery <= 0 {
+		opts.StreamEvery = 250 * time.Millisecond
+	}
+	return &API{svc: svc, jwks: jwks, authn: authn, revs: revs, opts: opts, stop: make(chan struct{})}
 }
 
 // Mount adds the consent routes to mux.

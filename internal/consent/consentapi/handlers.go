@@ -3,6 +3,7 @@ package consentapi
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/consent"
@@ -287,44 +288,78 @@ func (a *API) introspect(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// revocationStream is a server-sent-events stream of withdrawn consent
-// ids. Hosts keep it open; while it is open they may trust cached
-// verifications, and the moment it drops they stop.
+// revocationStream is a server-sent-events stream of revocations for the
+// calling party, read from the audit log every StreamEvery, each event
+// carrying its log seq as the SSE id; a heartbeat ("ping") goes out on every
+// tick, so a host knows how fresh its view is and trusts its cache only
+// while heartbeats arrive. A host that reconnects with Last-Event-ID misses
+// nothing.
 func (a *API) revocationStream(w http.ResponseWriter, r *http.Request) error {
 	if a.revs == nil {
 		return web.Errorf(http.StatusNotImplemented, "not_available", "revocation stream not available")
 	}
-	rc := http.NewResponseController(w)
-	ch, cancel, err := a.revs.Subscribe(r.Context())
+	p := principal(r.Context())
+	party := r.URL.Query().Get("party")
+	switch {
+	case p.Kind == "peer":
+		if party != "" && party != p.Name {
+			return web.Errorf(http.StatusForbidden, "forbidden", "a peer may follow its own revocations only")
+		}
+		party = p.Name
+	case party != "":
+		if err := consent.CheckParty(party); err != nil {
+			return err
+		}
+	}
+	ctx := r.Context()
+	head, err := a.revs.Head(ctx)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	// A long-lived stream: no write deadline.
-	_ = rc.SetWriteDeadline(time.Time{})
+	last := head
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 0 || n > head {
+			return web.Errorf(http.StatusBadRequest, "invalid_last_event_id", "Last-Event-ID must be a seq this stream sent")
+		}
+		last = n
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a long-lived stream
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": connected\n\n")
-	if err := rc.Flush(); err != nil {
-		return nil
-	}
-	ping := time.NewTicker(10 * time.Second)
-	defer ping.Stop()
+	tick := time.NewTicker(a.opts.StreamEvery)
+	defer tick.Stop()
 	for {
-		select {
-		case <-r.Context().Done():
-			return nil
-		case id, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			fmt.Fprintf(w, "event: revoked\ndata: %s\n\n", id)
-		case <-ping.C:
-			fmt.Fprint(w, "event: ping\ndata: \n\n")
+		events, upTo, err := a.revs.Since(ctx, party, last, 1000)
+		if err != nil {
+			a.opts.Log.WarnContext(ctx, "revocation stream: read failed", "err", err)
+			return nil // the host reconnects and resumes; its cache stops counting meanwhile
 		}
+		for _, ev := range events {
+			data := ev.ConsentID
+			if ev.Kind == "purge" {
+				data = ev.Purpose
+			}
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Kind, data)
+		}
+		last = upTo
+		fmt.Fprintf(w, "id: %d\nevent: ping\ndata: \n\n", last)
 		if err := rc.Flush(); err != nil {
 			return nil
+		}
+		var wake <-chan struct{}
+		if a.opts.Wake != nil {
+			wake = a.opts.Wake()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.stop:
+			return nil
+		case <-tick.C:
+		case <-wake:
 		}
 	}
 }

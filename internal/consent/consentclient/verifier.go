@@ -43,10 +43,13 @@ type Options struct {
 	Leeway   time.Duration
 	// CacheTTL bounds a cached verification; default the runbook's
 	// consent_tokens TTL (15 min).
-	CacheTTL   time.Duration
-	MaxEntries int // verification cache bound; default 100k
-	Log        *slog.Logger
-	Now        func() time.Time
+	CacheTTL time.Duration
+	// MaxStaleness: cached verifications count only while the revocation
+	// stream spoke within this long (default 1 s: the withdrawal bound).
+	MaxStaleness time.Duration
+	MaxEntries   int // verification cache bound; default 100k
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 // Verifier checks consent tokens for one host. Start Run in a goroutine to
@@ -58,14 +61,16 @@ type Verifier struct {
 	keys      map[string]*rsa.PublicKey
 	fetchedAt time.Time
 	streaming bool                 // the revocation stream is connected
+	beat      time.Time            // when the stream last completed an event
+	lastID    string               // last event id seen, for Last-Event-ID
 	gen       uint64               // bumped on every (dis)connection
 	revoked   map[string]time.Time // consent id -> forget after
 	verified  map[string]entry     // jti -> confirmed result
 }
 
 type entry struct {
-	consentID string
-	until     time.Time
+	consentID, purpose string
+	until              time.Time
 }
 
 // New returns a Verifier.
@@ -75,6 +80,9 @@ func New(o Options) *Verifier {
 	}
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = cache.ConsentTokens().TTL
+	}
+	if o.MaxStaleness <= 0 {
+		o.MaxStaleness = time.Second
 	}
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = 100_000
@@ -114,12 +122,12 @@ func (v *Verifier) Verify(ctx context.Context, token, purpose string) (consent.C
 	v.mu.Lock()
 	_, isRevoked := v.revoked[claims.ConsentID]
 	e, cached := v.verified[claims.ID]
-	streaming, gen := v.streaming, v.gen
+	fresh, gen := v.freshLocked(now), v.gen
 	v.mu.Unlock()
 	if isRevoked {
 		return claims, &consent.TokenError{Code: "revoked", Detail: "consent withdrawn"}
 	}
-	if streaming && cached && e.consentID == claims.ConsentID && now.Before(e.until) {
+	if fresh && cached && e.consentID == claims.ConsentID && now.Before(e.until) {
 		return claims, nil
 	}
 	active, reason, err := v.introspect(ctx, token, purpose)
@@ -136,13 +144,13 @@ func (v *Verifier) Verify(ctx context.Context, token, purpose string) (consent.C
 	v.mu.Lock()
 	// Cache only if the stream stayed up throughout: otherwise a
 	// revocation may have been missed.
-	if v.streaming && v.gen == gen {
+	if v.freshLocked(v.o.Now()) && v.gen == gen {
 		if _, r := v.revoked[claims.ConsentID]; !r {
 			if len(v.verified) >= v.o.MaxEntries {
 				v.pruneLocked(now)
 			}
 			if len(v.verified) < v.o.MaxEntries {
-				v.verified[claims.ID] = entry{consentID: claims.ConsentID, until: until}
+				v.verified[claims.ID] = entry{consentID: claims.ConsentID, purpose: claims.Purpose, until: until}
 			}
 		}
 	}
@@ -161,6 +169,12 @@ func (v *Verifier) pruneLocked(now time.Time) {
 			delete(v.revoked, k)
 		}
 	}
+}
+
+// freshLocked reports whether the stream is connected and spoke recently
+// enough for cached verifications to count.
+func (v *Verifier) freshLocked(now time.Time) bool {
+	return v.streaming && now.Sub(v.beat) < v.o.MaxStaleness
 }
 
 // Streaming reports whether the revocation stream is connected.
@@ -318,11 +332,16 @@ func (v *Verifier) setStreaming(on bool) {
 func (v *Verifier) follow(ctx context.Context) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.o.GuestURL+"/consent/v1/revocations", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.o.GuestURL+"/consent/v1/revocations?party="+v.o.Audience, nil)
 	if err != nil {
 		return false
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	v.mu.Lock()
+	if v.lastID != "" {
+		req.Header.Set("Last-Event-ID", v.lastID)
+	}
+	v.mu.Unlock()
 	// The stream outlives the client's request timeout: use its transport.
 	client := &http.Client{Transport: v.o.Client.Transport}
 	resp, err := client.Do(req)
@@ -331,32 +350,63 @@ func (v *Verifier) follow(ctx context.Context) bool {
 		return false
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusBadRequest {
+		v.mu.Lock()
+		v.lastID = "" // the guest does not know our position (restored database?): start afresh
+		v.mu.Unlock()
+	}
 	if resp.StatusCode != http.StatusOK {
 		v.o.Log.WarnContext(ctx, "revocation stream refused", "status", resp.StatusCode)
 		return false
 	}
-	// A silent connection is a dead one: the guest pings every 10 s.
-	alive := time.AfterFunc(25*time.Second, cancel)
+	// A silent connection is a dead one: the guest sends a heartbeat every
+	// 250 ms. Cached verifications stop counting after MaxStaleness anyway.
+	alive := time.AfterFunc(10*time.Second, cancel)
 	defer alive.Stop()
 	v.setStreaming(true)
 	defer v.setStreaming(false)
 	v.o.Log.InfoContext(ctx, "revocation stream connected", "guest", v.o.GuestURL)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 4096), 4096)
-	event := ""
+	event, id := "", ""
 	for sc.Scan() {
-		alive.Reset(25 * time.Second)
+		alive.Reset(10 * time.Second)
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "id: "):
+			id = strings.TrimPrefix(line, "id: ")
 		case strings.HasPrefix(line, "event: "):
 			event = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: ") && event == "revoked":
-			v.revoke(strings.TrimPrefix(line, "data: "))
-		case line == "":
-			event = ""
+		case strings.HasPrefix(line, "data: "):
+			data := strings.TrimPrefix(line, "data: ")
+			switch event {
+			case "revoked":
+				v.revoke(data)
+			case "purge":
+				v.purge(data)
+			}
+		case line == "": // end of an event: it is applied, so it counts as seen
+			v.mu.Lock()
+			if id != "" {
+				v.lastID = id
+			}
+			v.beat = v.o.Now()
+			v.mu.Unlock()
+			event, id = "", ""
 		}
 	}
 	return true
+}
+
+// purge forgets every cached verification for purpose.
+func (v *Verifier) purge(purpose string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for jti, e := range v.verified {
+		if e.purpose == purpose {
+			delete(v.verified, jti)
+		}
+	}
 }
 
 func (v *Verifier) revoke(consentID string) {

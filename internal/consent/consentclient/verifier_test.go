@@ -208,3 +208,40 @@ func BenchmarkHostVerifyCached(b *testing.B) {
 		}
 	}
 }
+
+// TestPolicyRenewalPurgesHostCache: a new policy version that asks for
+// renewal stops a host's cached verifications of older tokens.
+func TestPolicyRenewalPurgesHostCache(t *testing.T) {
+	g := startGuest(t)
+	ctx := context.Background()
+	if _, err := g.svc.Domain.CreatePurpose(ctx, consent.PurposeRequest{ID: "renewing", PolicyText: "v1", RenewOnNewPolicy: true, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := newVerifier(t, g)
+	req := consent.GrantRequest{Subject: "renew-host", Purpose: "renewing", Party: "partner", Categories: []string{"telecom.usage"}, PolicyVersion: 1, Actor: "test",
+		Evidence: consent.Evidence{Channel: "web", Collector: "test", CollectedAt: time.Now().Add(-time.Minute)}}
+	c, _, err := g.svc.Domain.Grant(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := g.svc.Domain.IssueToken(ctx, c.ID, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, tok.Token, "renewing"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.svc.Domain.PublishPolicy(ctx, "renewing", "v2", "test"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, err := v.Verify(ctx, tok.Token, "renewing"); errors.Is(err, consent.ErrTokenRejected) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("token under the old policy still accepted 1 s after a renewal-requiring policy")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -50,7 +50,6 @@ type Service struct {
 	Keys   *keys.Manager
 	Audit  *sqlaudit.Log
 	api    *consentapi.API
-	revs   *revocations
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -72,19 +71,21 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	reader := func(ctx context.Context, subjectRef string) ([]audit.Entry, error) {
 		return alog.List(ctx, sqlaudit.Filter{Subject: subjectRef, Limit: 10000})
 	}
+	wake := &broadcast{ch: make(chan struct{})}
 	svc := consent.NewService(store, Crypto{km}, km, alog, reader, d.Cache, consent.Config{
 		Issuer:     Issuer(d.Config.Party),
 		Controller: consent.Controller{Name: d.Config.Party},
+		Revoked:    wake.notify,
 	}, d.Log)
-	revs := &revocations{cache: d.Cache, stop: make(chan struct{})}
-	api := consentapi.New(svc, jwksSource{km}, auth.NewTokens(sqlauth.New(d.DB)), revs, consentapi.Options{
+	api := consentapi.New(svc, jwksSource{km}, auth.NewTokens(sqlauth.New(d.DB)), revocations{alog}, consentapi.Options{
 		AuthRequired: d.Config.AuthRequired,
 		PeerParty:    peerParty,
 		Auditor:      alog,
+		Wake:         wake.wait,
 		Log:          d.Log,
 	})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Service{Domain: svc, Keys: km, Audit: alog, api: api, revs: revs, cancel: cancel}
+	s := &Service{Domain: svc, Keys: km, Audit: alog, api: api, cancel: cancel}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); svc.RunExpiry(bg, ExpiryEvery) }()
 	go func() { defer s.wg.Done(); alog.RunCheckpoints(bg, CheckpointKeys{km}, CheckpointEvery, d.Log) }()
@@ -99,11 +100,11 @@ func (s *Service) Mount(mux *http.ServeMux) { s.api.Mount(mux) }
 
 // Drain ends the revocation streams so a graceful shutdown is not held up
 // by them.
-func (s *Service) Drain() { s.revs.drain() }
+func (s *Service) Drain() { s.api.Drain() }
 
 // Close stops the background jobs.
 func (s *Service) Close() error {
-	s.revs.drain()
+	s.api.Drain()
 	s.cancel()
 	s.wg.Wait()
 	return nil
@@ -232,44 +233,61 @@ func (j jwksSource) JWKSJSON(ctx context.Context) ([]byte, error) {
 	return json.Marshal(set)
 }
 
-// revocations fans the cache's revocation channel out to streams.
-type revocations struct {
-	cache cache.Cache
-	once  sync.Once
-	stop  chan struct{}
+// revocations reads the revocation stream's events from the audit log.
+type revocations struct{ log *sqlaudit.Log }
+
+func (r revocations) Head(ctx context.Context) (int64, error) { return r.log.Head(ctx) }
+
+func (r revocations) Since(ctx context.Context, party string, after int64, limit int) ([]consentapi.Revocation, int64, error) {
+	// Read the head first: entries up to it are all committed (appends
+	// are serialised through commit), so the stream may move past them.
+	head, err := r.log.Head(ctx)
+	if err != nil {
+		return nil, after, err
+	}
+	entries, err := r.log.List(ctx, sqlaudit.Filter{AfterSeq: after, Limit: limit,
+		Actions: []string{"consent.withdraw", "consent.grant", "purpose.publish_policy"}})
+	if err != nil {
+		return nil, after, err
+	}
+	upTo := max(after, head)
+	if len(entries) == limit {
+		upTo = entries[len(entries)-1].Seq
+	}
+	var out []consentapi.Revocation
+	for _, e := range entries {
+		if e.Seq > upTo {
+			break
+		}
+		upTo = max(upTo, e.Seq)
+		switch {
+		case e.Action == "consent.withdraw" && (party == "" || e.Details["party"] == party):
+			out = append(out, consentapi.Revocation{Seq: e.Seq, Kind: "revoked", ConsentID: e.Object})
+		case e.Action == "consent.grant" && e.Details["supersedes"] != "" && (party == "" || e.Details["party"] == party):
+			out = append(out, consentapi.Revocation{Seq: e.Seq, Kind: "revoked", ConsentID: e.Details["supersedes"]})
+		case e.Action == "purpose.publish_policy" && e.Details["renewal_required"] == "true":
+			out = append(out, consentapi.Revocation{Seq: e.Seq, Kind: "purge", Purpose: e.Object})
+		}
+	}
+	return out, upTo, nil
 }
 
-func (r *revocations) drain() { r.once.Do(func() { close(r.stop) }) }
+// broadcast wakes every waiter at once: wait returns a channel that notify
+// closes (and replaces).
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
 
-func (r *revocations) Subscribe(ctx context.Context) (<-chan string, func(), error) {
-	sub, err := r.cache.Subscribe(ctx, consent.RevocationChannel)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make(chan string, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-r.stop:
-				return
-			case <-done:
-				return
-			case msg, ok := <-sub.C():
-				if !ok {
-					return
-				}
-				select {
-				case out <- string(msg):
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	var once sync.Once
-	return out, func() { once.Do(func() { close(done); sub.Close() }) }, nil
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.ch)
+	b.ch = make(chan struct{})
 }

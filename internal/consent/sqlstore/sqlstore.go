@@ -400,22 +400,34 @@ func (s *Store) DeleteSubject(ctx context.Context, subjectID string, at time.Tim
 			return consent.ErrSubjectDeleted
 		}
 		rows, err := tx.QueryContext(ctx, s.db.Rebind(`UPDATE consents SET status = 'withdrawn', withdrawn_at = ?, updated_at = ?
-			WHERE subject_id = ? AND status = 'active' AND expires_at > ? RETURNING id`),
+			WHERE subject_id = ? AND status = 'active' AND expires_at > ? RETURNING id, purpose, party`),
 			micros(at), micros(at), subjectID, micros(at))
 		if err != nil {
 			return fmt.Errorf("withdraw consents: %w", err)
 		}
+		var withdrawn []audit.Event
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			var id, purpose, party string
+			if err := rows.Scan(&id, &purpose, &party); err != nil {
 				rows.Close()
 				return fmt.Errorf("withdraw consents: %w", err)
 			}
 			ids = append(ids, id)
+			// Each withdrawal is an event of its own: the audit log shows
+			// when every consent ended, and hosts' revocation streams
+			// (which read the log) hear of each.
+			withdrawn = append(withdrawn, audit.Event{At: at, Actor: ev.Actor, Action: "consent.withdraw", Subject: ev.Subject, Object: id,
+				Details: map[string]string{"purpose": purpose, "party": party, "reason": "subject.delete"}})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("withdraw consents: %w", err)
+		}
+		slices.SortFunc(withdrawn, func(a, b audit.Event) int { return strings.Compare(a.Object, b.Object) })
+		for _, w := range withdrawn {
+			if _, err := s.log.AppendTx(ctx, tx, w); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE consents SET status = 'expired', updated_at = ? WHERE subject_id = ? AND status = 'active'`),
 			micros(at), subjectID); err != nil {
