@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func addClientFlags(cmd *cobra.Command, lookup env, defaultURL, envName string) 
 	tok, _ := lookup("FEDRISK_TOKEN")
 	fs := cmd.PersistentFlags()
 	fs.StringVar(&cf.server, "server", def, "service base URL (env "+envName+")")
-	fs.StringVar(&cf.token, "token", tok, "bearer token (env FEDRISK_TOKEN)")
+	fs.StringVar(&cf.token, "token", tok, "bearer token (prefer env FEDRISK_TOKEN: arguments are visible to other users)")
 	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate to verify the server (https)")
 	fs.StringVar(&cf.cert, "tls-client-cert", "", "client certificate (mutual TLS)")
 	fs.StringVar(&cf.key, "tls-client-key", "", "client key (mutual TLS)")
@@ -202,15 +203,15 @@ func newConsentCmd(lookup env, stdin io.Reader, stdout io.Writer) *cobra.Command
 
 	get := &cobra.Command{Use: "get ID", Short: "Show a consent", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, http.MethodGet, "/consent/v1/consents/"+args[0], nil)
+			return call(cmd, http.MethodGet, "/consent/v1/consents/"+url.PathEscape(args[0]), nil)
 		}}
 	withdraw := &cobra.Command{Use: "withdraw ID", Short: "Withdraw a consent (its tokens stop verifying at once)", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, http.MethodPost, "/consent/v1/consents/"+args[0]+"/withdraw", nil)
+			return call(cmd, http.MethodPost, "/consent/v1/consents/"+url.PathEscape(args[0])+"/withdraw", nil)
 		}}
 	token := &cobra.Command{Use: "token ID", Short: "Issue a consent token for an active consent", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, http.MethodPost, "/consent/v1/consents/"+args[0]+"/tokens", nil)
+			return call(cmd, http.MethodPost, "/consent/v1/consents/"+url.PathEscape(args[0])+"/tokens", nil)
 		}}
 	subjectCmd := func(use, short, path string) *cobra.Command {
 		var subject string
@@ -241,7 +242,7 @@ func newConsentCmd(lookup env, stdin io.Reader, stdout io.Writer) *cobra.Command
 	var policyText string
 	purposePublish := &cobra.Command{Use: "publish PURPOSE", Short: "Publish the next policy version", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, http.MethodPost, "/consent/v1/purposes/"+args[0]+"/policies", consentapi.PolicyBody{Text: policyText})
+			return call(cmd, http.MethodPost, "/consent/v1/purposes/"+url.PathEscape(args[0])+"/policies", consentapi.PolicyBody{Text: policyText})
 		}}
 	purposePublish.Flags().StringVar(&policyText, "text", "", "policy text")
 	purposeList := &cobra.Command{Use: "list", Short: "List purposes", Args: noArgs,

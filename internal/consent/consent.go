@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Status of a consent.
@@ -181,6 +182,38 @@ func CheckParty(p string) error {
 		return invalid("party", "must be a party name: lowercase letters, digits and '-', 1..63 characters")
 	}
 	return nil
+}
+
+// checkText refuses invalid UTF-8, control characters (newlines and tabs
+// only where multiline) and texts over max bytes: what a database cannot
+// store faithfully, or a receipt should not carry.
+func checkText(field, v string, max int, multiline bool) error {
+	if len(v) > max {
+		return invalid(field, "longer than %d bytes", max)
+	}
+	if !utf8.ValidString(v) {
+		return invalid(field, "is not valid UTF-8")
+	}
+	for _, r := range v {
+		if r < 0x20 && !(multiline && (r == '\n' || r == '\t' || r == '\r')) || r == 0x7f {
+			return invalid(field, "contains control characters")
+		}
+	}
+	return nil
+}
+
+// validConsentID reports whether id has the shape of an id this service
+// issues ("cns_" and 22 base64url characters); anything else is unknown.
+func validConsentID(id string) bool {
+	if len(id) != 26 || !strings.HasPrefix(id, "cns_") {
+		return false
+	}
+	for _, c := range id[4:] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkCategories(cats []string) error {

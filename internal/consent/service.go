@@ -76,10 +76,13 @@ type Service struct {
 	crypto  Crypto
 	keys    KeySource
 	auditor Auditor
-	reader  AuditReader
-	cache   Cache
-	cfg     Config
-	log     *slog.Logger
+	// failures records refused tokens, sampled so a flood cannot stall
+	// the audit chain.
+	failures Auditor
+	reader   AuditReader
+	cache    Cache
+	cfg      Config
+	log      *slog.Logger
 }
 
 // NewService wires a Service.
@@ -105,7 +108,8 @@ func NewService(store Store, crypto Crypto, keys KeySource, auditor Auditor, rea
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, crypto: crypto, keys: keys, auditor: auditor, reader: reader, cache: c, cfg: cfg, log: log}
+	return &Service{store: store, crypto: crypto, keys: keys, auditor: auditor, failures: NewSampledAuditor(auditor, 20),
+		reader: reader, cache: c, cfg: cfg, log: log}
 }
 
 // TokenTTL is the lifetime of consent tokens.
@@ -139,8 +143,17 @@ func (s *Service) CreatePurpose(ctx context.Context, r PurposeRequest) (Purpose,
 	if err := CheckPurposeID(r.ID); err != nil {
 		return Purpose{}, err
 	}
-	if r.PolicyText == "" || len(r.PolicyText) > 64<<10 {
-		return Purpose{}, invalid("policy_text", "must be 1..65536 bytes")
+	if r.PolicyText == "" {
+		return Purpose{}, invalid("policy_text", "must not be empty")
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+		multi   bool
+	}{{"policy_text", r.PolicyText, 64 << 10, true}, {"description", r.Description, 1024, false}, {"policy_url", r.PolicyURL, 512, false}} {
+		if err := checkText(f.name, f.v, f.max, f.multi); err != nil {
+			return Purpose{}, err
+		}
 	}
 	if r.ValidityDays < 0 || r.ValidityDays > 5*366 {
 		return Purpose{}, invalid("validity_days", "must be 0..1830 (0: the default of 365)")
@@ -158,8 +171,14 @@ func (s *Service) CreatePurpose(ctx context.Context, r PurposeRequest) (Purpose,
 
 // PublishPolicy publishes the next policy version of a purpose.
 func (s *Service) PublishPolicy(ctx context.Context, purpose, text, actor string) (Policy, error) {
-	if text == "" || len(text) > 64<<10 {
-		return Policy{}, invalid("policy_text", "must be 1..65536 bytes")
+	if text == "" {
+		return Policy{}, invalid("policy_text", "must not be empty")
+	}
+	if err := checkText("policy_text", text, 64<<10, true); err != nil {
+		return Policy{}, err
+	}
+	if err := CheckPurposeID(purpose); err != nil {
+		return Policy{}, fmt.Errorf("publish policy: %w", ErrUnknownPurpose)
 	}
 	p, err := s.store.GetPurpose(ctx, purpose)
 	if err != nil {
@@ -186,6 +205,9 @@ func (s *Service) PublishPolicy(ctx context.Context, purpose, text, actor string
 
 // GetPurpose returns a purpose.
 func (s *Service) GetPurpose(ctx context.Context, id string) (Purpose, error) {
+	if CheckPurposeID(id) != nil {
+		return Purpose{}, ErrUnknownPurpose
+	}
 	return s.store.GetPurpose(ctx, id)
 }
 
@@ -196,6 +218,9 @@ func (s *Service) ListPurposes(ctx context.Context) ([]Purpose, error) {
 
 // GetPolicy returns one policy version's text.
 func (s *Service) GetPolicy(ctx context.Context, purpose string, version int) (Policy, error) {
+	if CheckPurposeID(purpose) != nil || version <= 0 || version > 1<<30 {
+		return Policy{}, ErrNotFound
+	}
 	return s.store.GetPolicy(ctx, purpose, version)
 }
 
@@ -247,8 +272,11 @@ func (s *Service) grant(ctx context.Context, r GrantRequest) (Consent, bool, err
 	if err := checkEvidence(r.Evidence); err != nil {
 		return Consent{}, false, err
 	}
-	if len(r.IdempotencyKey) > 128 {
-		return Consent{}, false, invalid("idempotency_key", "longer than 128 bytes")
+	if err := checkText("idempotency_key", r.IdempotencyKey, 128, false); err != nil {
+		return Consent{}, false, err
+	}
+	if r.PolicyVersion > 1<<30 {
+		return Consent{}, false, invalid("policy_version", "out of range")
 	}
 	now := s.now()
 	if r.Evidence.CollectedAt.After(now.Add(s.cfg.Leeway)) {
@@ -369,6 +397,11 @@ func checkEvidence(e Evidence) error {
 	case len(e.Reference) > 256:
 		return invalid("evidence.reference", "longer than 256 characters")
 	}
+	for _, f := range [][2]string{{"evidence.channel", e.Channel}, {"evidence.collector", e.Collector}, {"evidence.reference", e.Reference}} {
+		if err := checkText(f[0], f[1], 256, false); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -387,6 +420,9 @@ func requestHash(id string, r GrantRequest, cats []string) []byte {
 
 // Get returns a consent.
 func (s *Service) Get(ctx context.Context, id string) (Consent, error) {
+	if !validConsentID(id) {
+		return Consent{}, fmt.Errorf("get consent: %w", ErrNotFound)
+	}
 	c, err := s.store.GetConsent(ctx, id)
 	if err != nil {
 		return Consent{}, fmt.Errorf("get consent: %w", err)
@@ -427,6 +463,9 @@ func (s *Service) ListBySubject(ctx context.Context, subject string) ([]Consent,
 // Withdraw withdraws a consent. Its tokens are denied at once locally and
 // the revocation is published for hosts.
 func (s *Service) Withdraw(ctx context.Context, id, actor string) (Consent, error) {
+	if !validConsentID(id) {
+		return Consent{}, fmt.Errorf("withdraw: %w", ErrNotFound)
+	}
 	now := s.now()
 	c, err := s.store.GetConsent(ctx, id)
 	if err != nil {

@@ -3,6 +3,8 @@ package consent
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -42,6 +44,9 @@ type Token struct {
 // IssueToken issues a consent token for an active consent. Its audience is
 // the consent's party; it never outlives the consent.
 func (s *Service) IssueToken(ctx context.Context, consentID, actor string) (Token, error) {
+	if !validConsentID(consentID) {
+		return Token{}, fmt.Errorf("issue token: %w", ErrNotFound)
+	}
 	c, err := s.store.GetConsent(ctx, consentID)
 	if err != nil {
 		return Token{}, fmt.Errorf("issue token: %w", err)
@@ -96,6 +101,29 @@ type TokenError struct {
 
 func (e *TokenError) Error() string { return "consent token rejected: " + e.Code + ": " + e.Detail }
 
+// ErrUnknownKey is what a key lookup returns for a kid it does not know; any
+// other lookup error means the keys could not be read (ErrKeyUnavailable),
+// which is not the token's fault.
+var (
+	ErrUnknownKey     = errors.New("unknown signing key")
+	ErrKeyUnavailable = errors.New("signing keys unavailable")
+)
+
+// Clean makes an untrusted string safe for logs and audit details: at most
+// 64 characters from [A-Za-z0-9._:-], anything else replaced by '?'.
+func Clean(v string) string {
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	b := []byte(v)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
 // ErrTokenRejected matches every *TokenError with errors.Is.
 var ErrTokenRejected = errors.New("consent token rejected")
 
@@ -121,8 +149,16 @@ func (s *Service) Verify(ctx context.Context, token string, want Expect, actor s
 	if err != nil {
 		var te *TokenError
 		if errors.As(err, &te) {
-			details := map[string]string{"reason": te.Code, "audience": want.Audience, "purpose": want.Purpose}
-			if _, aerr := s.auditor.Append(ctx, audit.Event{Actor: actor, Action: "token.verify_failed", Subject: claims.Subject, Object: claims.ConsentID, Details: details}); aerr != nil {
+			// Nothing unverified becomes the entry's subject or object (a
+			// forged token must not write into someone's record); the
+			// claims go, cleaned, into the details, marked unverified.
+			sum := sha256.Sum256([]byte(token))
+			details := map[string]string{"reason": te.Code, "audience": Clean(want.Audience), "purpose": Clean(want.Purpose),
+				"token_sha256": hex.EncodeToString(sum[:8])}
+			if claims.ConsentID != "" {
+				details["unverified_consent_id"] = Clean(claims.ConsentID)
+			}
+			if _, aerr := s.failures.Append(ctx, audit.Event{Actor: actor, Action: "token.verify_failed", Details: details}); aerr != nil {
 				s.log.WarnContext(ctx, "audit of a failed verification failed", "err", aerr)
 			}
 		}
@@ -136,6 +172,7 @@ func (s *Service) Verify(ctx context.Context, token string, want Expect, actor s
 // JWKS; the guest with its own keys.
 func ParseToken(token, issuer string, leeway time.Duration, now time.Time, key func(kid string) (*rsa.PublicKey, error)) (Claims, error) {
 	var claims Claims
+	var keyErr error // the key lookup failed for another reason than an unknown kid
 	if len(token) > 8192 {
 		return claims, reject("malformed", "token longer than 8192 bytes")
 	}
@@ -155,14 +192,20 @@ func ParseToken(token, issuer string, leeway time.Duration, now time.Time, key f
 			return nil, reject("unknown_key", "no kid")
 		}
 		k, err := key(kid)
+		if errors.Is(err, ErrUnknownKey) {
+			return nil, reject("unknown_key", "kid %q is not a published key", Clean(kid))
+		}
 		if err != nil {
-			return nil, reject("unknown_key", "kid %q is not a published key", kid)
+			keyErr = err
+			return nil, err
 		}
 		return k, nil
 	})
 	if err != nil {
 		var te *TokenError
 		switch {
+		case keyErr != nil:
+			return claims, fmt.Errorf("%w: %w", ErrKeyUnavailable, keyErr)
 		case errors.As(err, &te):
 			return claims, te
 		case errors.Is(err, jwt.ErrTokenMalformed):
@@ -219,6 +262,9 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 		if current, _ := strconv.Atoi(string(pv)); err == nil && (!hasPV || claims.PolicyVersion >= current) {
 			return claims, nil
 		}
+	}
+	if !validConsentID(claims.ConsentID) {
+		return claims, reject("revoked", "unknown consent")
 	}
 	c, err := s.store.GetConsent(ctx, claims.ConsentID)
 	if errors.Is(err, ErrNotFound) {

@@ -190,6 +190,9 @@ func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
 			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "Authorization must be a bearer token")
 		}
 		p, err := a.authn.Authenticate(r.Context(), strings.TrimSpace(secret))
+		if err != nil && !errors.Is(err, auth.ErrUnknownToken) && !errors.Is(err, auth.ErrNoToken) {
+			return auth.Principal{}, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "credentials cannot be checked right now", Cause: err}
+		}
 		if err != nil {
 			if a.opts.Auditor != nil {
 				ev := audit.Event{Actor: "anonymous", Action: "auth.failed", Details: map[string]string{"reason": "unknown or revoked bearer token", "route": r.Pattern}}
@@ -247,7 +250,9 @@ func mapError(err error) error {
 		return &web.Error{Status: http.StatusConflict, Code: "consent_not_active", Message: lastPart(err), Cause: err}
 	case errors.Is(err, consent.ErrIdempotencyConflict):
 		return &web.Error{Status: http.StatusConflict, Code: "idempotency_key_reused", Message: "this Idempotency-Key was used for a different request", Cause: err}
-	case errors.Is(err, consent.ErrSubjectDeleted):
+	case errors.Is(err, consent.ErrKeyUnavailable):
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "signing keys cannot be read right now", Cause: err}
+	case errors.Is(err, consent.ErrSubjectDeleted), errors.Is(err, consent.ErrKeyDestroyed):
 		return &web.Error{Status: http.StatusGone, Code: "subject_deleted", Message: "the subject was deleted", Cause: err}
 	case errors.Is(err, consent.ErrInvalid):
 		return &web.Error{Status: http.StatusBadRequest, Code: "invalid", Message: lastPart(err), Cause: err}
@@ -277,7 +282,7 @@ func (a *API) jwksHandler(w http.ResponseWriter, r *http.Request) {
 
 func pathInt(r *http.Request, name string) (int, error) {
 	v, err := strconv.Atoi(r.PathValue(name))
-	if err != nil || v <= 0 {
+	if err != nil || v <= 0 || v > 1<<30 {
 		return 0, web.Errorf(http.StatusBadRequest, "invalid_path", "%s must be a positive integer", name)
 	}
 	return v, nil

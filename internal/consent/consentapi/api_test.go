@@ -35,6 +35,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
+	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -50,8 +51,6 @@ type fixture struct {
 func start(t testing.TB, authRequired bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.DataDir, cfg.AuthRequired = dir, authRequired
 	db, err := sqldb.Open(context.Background(), "", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +59,13 @@ func start(t testing.TB, authRequired bool) *fixture {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return startOn(t, db, dir, authRequired)
+}
+
+func startOn(t testing.TB, db *sqldb.DB, dir string, authRequired bool) *fixture {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir, cfg.AuthRequired = dir, authRequired
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	log := slog.New(slog.DiscardHandler)
@@ -538,4 +544,47 @@ func FuzzGrantRequest(f *testing.F) {
 			t.Fatalf("%d without a JSON error for %q", code, body)
 		}
 	})
+}
+
+// TestHostileInput sends what databases choke on, on every backend: each
+// gets a 4xx and changes nothing.
+func TestHostileInput(t *testing.T) {
+	for _, be := range sqldbtest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			f := startOn(t, be.Open(t, true), t.TempDir(), false)
+			f.createPurpose()
+			withNUL := func(mut func(*consentapi.GrantBody)) consentapi.GrantBody {
+				b := grantBody("hostile-1", "partner")
+				mut(&b)
+				return b
+			}
+			posts := []struct {
+				name, path string
+				body       any
+				status     int
+			}{
+				{"NUL in channel", "/consent/v1/consents", withNUL(func(b *consentapi.GrantBody) { b.Evidence.Channel = "web\u0000" }), 400},
+				{"NUL in idempotency key", "/consent/v1/consents", withNUL(func(b *consentapi.GrantBody) { b.IdempotencyKey = "k\u0000" }), 400},
+				{"huge policy version", "/consent/v1/consents", withNUL(func(b *consentapi.GrantBody) { b.PolicyVersion = 1 << 40 }), 400},
+				{"NUL in description", "/consent/v1/purposes", consentapi.PurposeBody{ID: "other_purpose", Description: "a\u0000b", PolicyText: "x"}, 400},
+				{"NUL in policy text", "/consent/v1/purposes/credit_risk_assessment/policies", consentapi.PolicyBody{Text: "a\u0000"}, 400},
+				{"withdraw garbage id", "/consent/v1/consents/%ff/withdraw", nil, 404},
+				{"token for NUL id", "/consent/v1/consents/a%00b/tokens", nil, 404},
+			}
+			for _, tt := range posts {
+				code, out, _ := f.call("POST", tt.path, tt.body)
+				if code != tt.status {
+					t.Errorf("%s: %d %v, want %d", tt.name, code, out, tt.status)
+				}
+			}
+			for _, path := range []string{"/consent/v1/consents/a%00b", "/consent/v1/consents/%ff", "/consent/v1/purposes/credit_risk_assessment/policies/99999999999", "/consent/v1/purposes/BAD%00"} {
+				if code, out, _ := f.call("GET", path, nil); code < 400 || code >= 500 {
+					t.Errorf("GET %s: %d %v", path, code, out)
+				}
+			}
+			if code, out, _ := f.call("POST", "/consent/v1/subjects/consents", consentapi.SubjectBody{Subject: "hostile-1"}); code != 200 || len(out["consents"].([]any)) != 0 {
+				t.Errorf("hostile requests changed something: %v", out)
+			}
+		})
+	}
 }

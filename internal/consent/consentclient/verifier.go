@@ -225,7 +225,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 		return k, nil
 	}
 	if !stale {
-		return nil, errors.New("unknown kid")
+		return nil, consent.ErrUnknownKey
 	}
 	if err := v.RefreshKeys(ctx); err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 	if k, ok := v.keys[kid]; ok {
 		return k, nil
 	}
-	return nil, errors.New("unknown kid")
+	return nil, consent.ErrUnknownKey
 }
 
 // RefreshKeys fetches the guest's JWKS.

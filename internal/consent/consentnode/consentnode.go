@@ -69,18 +69,29 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	alog := sqlaudit.New(d.DB)
 	store := sqlstore.New(d.DB, alog)
 	reader := func(ctx context.Context, subjectRef string) ([]audit.Entry, error) {
-		return alog.List(ctx, sqlaudit.Filter{Subject: subjectRef, Limit: 10000})
+		var all []audit.Entry
+		for after := int64(0); ; {
+			page, err := alog.List(ctx, sqlaudit.Filter{Subject: subjectRef, AfterSeq: after, Limit: sqlaudit.MaxLimit})
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, page...)
+			if len(page) < sqlaudit.MaxLimit {
+				return all, nil
+			}
+			after = page[len(page)-1].Seq
+		}
 	}
 	wake := &broadcast{ch: make(chan struct{})}
-	svc := consent.NewService(store, Crypto{km}, km, alog, reader, d.Cache, consent.Config{
+	svc := consent.NewService(store, Crypto{km}, keySource{km}, alog, reader, d.Cache, consent.Config{
 		Issuer:     Issuer(d.Config.Party),
 		Controller: consent.Controller{Name: d.Config.Party},
 		Revoked:    wake.notify,
 	}, d.Log)
 	api := consentapi.New(svc, jwksSource{km}, auth.NewTokens(sqlauth.New(d.DB)), revocations{alog}, consentapi.Options{
 		AuthRequired: d.Config.AuthRequired,
-		PeerParty:    peerParty,
-		Auditor:      alog,
+		PeerParty:    peerParties(d.Config.Peers),
+		Auditor:      consent.NewSampledAuditor(alog, 20),
 		Wake:         wake.wait,
 		Log:          d.Log,
 	})
@@ -110,12 +121,40 @@ func (s *Service) Close() error {
 	return nil
 }
 
-func peerParty(cs *tls.ConnectionState) string {
-	party, err := pki.PeerParty(cs)
-	if err != nil {
-		return ""
+// peerParties accepts as peers only the parties configured in peers: a
+// certificate from a trusted CA naming any other party is no peer.
+func peerParties(peers []config.Peer) func(cs *tls.ConnectionState) string {
+	names := make([]string, 0, len(peers))
+	for _, p := range peers {
+		names = append(names, p.Name)
 	}
-	return party
+	allow, err := pki.NewAllowlist(names...)
+	return func(cs *tls.ConnectionState) string {
+		if err != nil || len(names) == 0 {
+			return ""
+		}
+		party, err := allow.Check(cs)
+		if err != nil {
+			return ""
+		}
+		return party
+	}
+}
+
+// keySource adapts keys.Manager to consent.KeySource, translating its
+// unknown-key error.
+type keySource struct{ m *keys.Manager }
+
+func (k keySource) Signer(ctx context.Context) (string, *rsa.PrivateKey, error) {
+	return k.m.Signer(ctx)
+}
+
+func (k keySource) PublicKey(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+	pub, err := k.m.PublicKey(ctx, kid)
+	if errors.Is(err, keys.ErrUnknownKey) {
+		return nil, fmt.Errorf("%w: %w", consent.ErrUnknownKey, err)
+	}
+	return pub, err
 }
 
 // OpenKeys opens the key manager with the root key from ENCRYPTION_KEY, or
