@@ -137,35 +137,7 @@ func TestServeSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess test")
 	}
-	args := "serve --consent-addr 127.0.0.1:0 --psi-addr 127.0.0.1:0 --serving-addr 127.0.0.1:0 --shutdown-grace 5s --data-dir " + t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "FEDRISK_TEST_RUN_MAIN=1", "FEDRISK_TEST_ARGS="+args)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	addrs := map[string]string{}
-	lines := bufio.NewScanner(stderr)
-	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
-	defer deadline.Stop()
-	for len(addrs) < 3 && lines.Scan() {
-		var rec struct{ Msg, Service, Addr string }
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "listening" {
-			addrs[rec.Service] = rec.Addr
-		}
-	}
-	if len(addrs) != 3 {
-		t.Fatalf("services listening: %v", addrs)
-	}
-	go func() { // keep draining logs so the child never blocks on a full pipe
-		for lines.Scan() {
-		}
-	}()
+	cmd, addrs := startServe(t, "serve --consent-addr 127.0.0.1:0 --psi-addr 127.0.0.1:0 --serving-addr 127.0.0.1:0 --shutdown-grace 5s --data-dir "+t.TempDir())
 	for svc, addr := range addrs {
 		resp, err := http.Get("http://" + addr + "/ready")
 		if err != nil || resp.StatusCode != 200 {
@@ -196,7 +168,12 @@ func startServe(t *testing.T, args string) (*exec.Cmd, map[string]string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 	want := strings.Count(args, "-addr")
 	addrs := map[string]string{}
 	lines := bufio.NewScanner(stderr)
