@@ -48,65 +48,10 @@ var _ consent.Store = (*Store)(nil)
 // use the same database.
 func New(db *sqldb.DB, log *sqlaudit.Log) *Store { return &Store{db: db, log: log} }
 
-// maxAttempts bounds how often a transaction that lost a race is retried.
-const maxAttempts = 8
-
-// errRetry marks a transaction that lost a race to a concurrent one and
-// must run again from the start.
-var errRetry = errors.New("lost a race to a concurrent transaction")
-
-// retryable reports whether running the transaction again may succeed: it
-// lost a race (errRetry) or PostgreSQL aborted it as a deadlock victim or
-// serialization failure.
-func retryable(err error) bool {
-	if errors.Is(err, errRetry) {
-		return true
-	}
-	s := err.Error()
-	return strings.Contains(s, "SQLSTATE 40P01") || strings.Contains(s, "SQLSTATE 40001")
-}
-
-// inTx runs fn in a transaction and commits it, running it again (with a
-// new transaction) while it fails in a retryable way. fn must not keep
-// results from an earlier attempt.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := s.tryTx(ctx, fn)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		if attempt == maxAttempts {
-			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-		}
-	}
-}
-
-func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() // a no-op after Commit
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
 // queryer is what reads need: the database or a transaction.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// forShare locks the rows a SELECT reads against concurrent updates until
-// the transaction ends. SQLite needs no row locks (one writer at a time)
-// and has no such clause.
-func (s *Store) forShare() string {
-	if s.db.Dialect == sqldb.Postgres {
-		return " FOR SHARE"
-	}
-	return ""
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
@@ -175,7 +120,7 @@ func (s *Store) CreatePurpose(ctx context.Context, p consent.Purpose, policy con
 	case policy.Purpose != p.ID || policy.Version != p.PolicyVersion:
 		return fmt.Errorf("create purpose: %w", &consent.ValidationError{Field: "policy", Reason: "must be the purpose's current policy version"})
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO purposes (`+purposeCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 			p.ID, p.Description, p.PolicyVersion, p.PolicyURL, p.RenewOnNewPolicy, int64(p.DefaultValidity/time.Second), micros(p.CreatedAt))
 		if sqldb.IsUniqueViolation(err) {
@@ -207,7 +152,7 @@ func (s *Store) insertPolicy(ctx context.Context, tx *sql.Tx, p consent.Policy) 
 
 // PublishPolicy implements consent.Store.
 func (s *Store) PublishPolicy(ctx context.Context, policy consent.Policy, ev audit.Event) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		// The conditional update is the check: of two concurrent publishers
 		// of the same version one matches, the other finds it moved on.
 		res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE purposes SET policy_version = ? WHERE id = ? AND policy_version = ?`),
@@ -338,11 +283,11 @@ func (s *Store) GetSubject(ctx context.Context, id string) (consent.Subject, err
 // by blind index, creating it when neither is stored. The row is locked
 // against DeleteSubject until the transaction ends. A concurrent
 // transaction creating the same subject first makes the insert fail with a
-// unique violation: errRetry, and the next attempt finds its row.
+// unique violation: sqldb.ErrRetry, and the next attempt finds its row.
 func (s *Store) resolveSubject(ctx context.Context, tx *sql.Tx, sub consent.Subject) (consent.Subject, error) {
-	got, err := s.subject(ctx, tx, `id = ?`+s.forShare(), sub.ID)
+	got, err := s.subject(ctx, tx, `id = ?`+s.db.ForShare(), sub.ID)
 	if errors.Is(err, consent.ErrNotFound) && len(sub.BlindIndex) > 0 {
-		got, err = s.subject(ctx, tx, `blind_index = ?`+s.forShare(), sub.BlindIndex)
+		got, err = s.subject(ctx, tx, `blind_index = ?`+s.db.ForShare(), sub.BlindIndex)
 	}
 	switch {
 	case err == nil && got.DeletedAt != nil:
@@ -365,7 +310,7 @@ func (s *Store) resolveSubject(ctx context.Context, tx *sql.Tx, sub consent.Subj
 	_, err = tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO subjects (`+subjectCols+`) VALUES (?, ?, ?, ?, ?, ?, NULL)`),
 		sub.ID, sub.BlindIndex, sub.Pseudonym, sub.DataKeyID, nullBytes(sub.IdentifierEnc), micros(sub.CreatedAt))
 	if sqldb.IsUniqueViolation(err) {
-		return consent.Subject{}, fmt.Errorf("%w: create subject: %v", errRetry, err)
+		return consent.Subject{}, fmt.Errorf("%w: create subject: %v", sqldb.ErrRetry, err)
 	}
 	if err != nil {
 		return consent.Subject{}, fmt.Errorf("create subject: %w", err)
@@ -381,7 +326,7 @@ func (s *Store) resolveSubject(ctx context.Context, tx *sql.Tx, sub consent.Subj
 // records the deletion.
 func (s *Store) DeleteSubject(ctx context.Context, subjectID string, at time.Time, ev audit.Event) ([]string, error) {
 	var ids []string
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		ids = nil
 		// Locks the subject row first: a concurrent Grant (which holds it
 		// FOR SHARE) either commits before, and its consent is withdrawn
@@ -606,7 +551,7 @@ func (s *Store) Grant(ctx context.Context, sub consent.Subject, c consent.Consen
 	row := grantRow{categories: string(catsJSON), evidence: string(evidenceJSON), updated: updated}
 
 	var out consent.Consent
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		out = consent.Consent{}
 		prev, done, err := s.replayed(ctx, tx, c)
 		if done {
@@ -719,7 +664,7 @@ func (s *Store) grantTx(ctx context.Context, tx *sql.Tx, sub consent.Subject, c 
 	if sqldb.IsUniqueViolation(err) {
 		// A concurrent grant of the same (subject, purpose, party) or
 		// idempotency key won; the next attempt's checks say which.
-		return consent.Consent{}, fmt.Errorf("%w: insert consent: %v", errRetry, err)
+		return consent.Consent{}, fmt.Errorf("%w: insert consent: %v", sqldb.ErrRetry, err)
 	}
 	if err != nil {
 		return consent.Consent{}, fmt.Errorf("insert consent: %w", err)
@@ -765,7 +710,7 @@ func (s *Store) supersede(ctx context.Context, tx *sql.Tx, id, subjectID string,
 // its expiry at at is expired, hence ErrNotActive.
 func (s *Store) Withdraw(ctx context.Context, id string, at time.Time, ev audit.Event) (consent.Consent, error) {
 	var out consent.Consent
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE consents SET status = 'withdrawn', withdrawn_at = ?, updated_at = ?
 			WHERE id = ? AND status = 'active' AND expires_at > ?`),
 			micros(at), micros(at), id, micros(at))
@@ -808,7 +753,7 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int, event f
 		return nil, fmt.Errorf("expire consents: %w", &consent.ValidationError{Field: "limit", Reason: "must be positive"})
 	}
 	var out []consent.Consent
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		out = nil
 		// status is checked again outside the subquery: on PostgreSQL a row
 		// a concurrent sweep or withdrawal changed meanwhile is re-checked
