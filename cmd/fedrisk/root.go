@@ -42,6 +42,7 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newKeysCmd(lookup, stdout, stderr),
 		newAuditCmd(lookup, stdout, stderr),
 		newTokensCmd(lookup, stdout, stderr),
+		newPSICmd(lookup, stdin, stdout, stderr),
 	)
 	return root
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/psi/psinode"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -15,13 +16,17 @@ import (
 func Builtin() map[string]Factory {
 	return map[string]Factory{
 		config.ServiceConsent: withInfo("consent-service", "/consent", consentService),
-		config.ServicePSI:     infoService("psi-service", "/psi"),
+		config.ServicePSI:     withInfo("psi-service", "/psi", psiService),
 		config.ServiceServing: infoService("model-serving", "/score"),
 	}
 }
 
 func consentService(ctx context.Context, d Deps) (Service, error) {
 	return consentnode.New(ctx, consentnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log})
+}
+
+func psiService(ctx context.Context, d Deps) (Service, error) {
+	return psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: d.PeerClient})
 }
 
 // withInfo mounts the info route beside a service's own routes.

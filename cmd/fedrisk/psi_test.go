@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/node"
+	"github.com/fedrisk/fedrisk/internal/psi/psijob"
+	"github.com/fedrisk/fedrisk/internal/psi/psinode"
+)
+
+// runPSI runs `fedrisk psi ARGS` with run's exit-code rules.
+func runPSI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	lookup := func(string) (string, bool) { return "", false }
+	root := &cobra.Command{Use: "fedrisk", SilenceUsage: true, SilenceErrors: true}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+	})
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.AddCommand(newPSICmd(lookup, strings.NewReader(""), &out, &errb))
+	root.SetArgs(append([]string{"psi"}, args...))
+	code := 0
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(&errb, "fedrisk:", err)
+		code = exitFailure
+		var ue *usageError
+		if asUsage(err, &ue) {
+			code = exitBadUsage
+		}
+	}
+	return code, out.String(), errb.String()
+}
+
+func asUsage(err error, target **usageError) bool {
+	for err != nil {
+		if u, ok := err.(*usageError); ok {
+			*target = u
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+// startPSINode runs a node with only the psi service on plain HTTP.
+func startPSINode(t *testing.T, party, role string, peers []config.Peer) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Party, cfg.Role, cfg.DataDir = party, role, t.TempDir()
+	cfg.Services = []string{config.ServicePSI}
+	cfg.Addrs[config.ServicePSI] = "127.0.0.1:0"
+	cfg.Peers = peers
+	cfg.HTTP.ShutdownGrace = 3 * time.Second
+	factory := func(ctx context.Context, d node.Deps) (node.Service, error) {
+		return psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer,
+			PeerClient: d.PeerClient, Options: psijob.Options{BatchSize: 64, PollEvery: 50 * time.Millisecond}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := node.New(ctx, node.Options{Config: cfg, Registry: prometheus.NewRegistry(), Services: map[string]node.Factory{config.ServicePSI: factory}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + n.Addr(config.ServicePSI)
+}
+
+func TestPSICommands(t *testing.T) {
+	host := startPSINode(t, "partner", "host", []config.Peer{{Name: "bank", URL: "http://127.0.0.1:1"}})
+	guest := startPSINode(t, "bank", "guest", []config.Peer{{Name: "partner", URL: host}})
+	dir := t.TempDir()
+	var g, h strings.Builder
+	g.WriteString("name,id\n")
+	h.WriteString("id\n")
+	for i := range 300 {
+		fmt.Fprintf(&g, "n%d,ID-%d\n", i, i)
+		if i%3 == 0 {
+			fmt.Fprintf(&h, " ID-%d\n", i)
+		}
+	}
+	h.WriteString("ID-9999\n")
+	os.WriteFile(filepath.Join(dir, "guest.csv"), []byte(g.String()), 0o600)
+	os.WriteFile(filepath.Join(dir, "host.csv"), []byte(h.String()), 0o600)
+
+	hostDone := make(chan [3]string, 1)
+	go func() {
+		code, out, errOut := runPSI(t, "run", "--server", host, "--peer", "bank", "--input", filepath.Join(dir, "host.csv"), "--poll", "50ms")
+		hostDone <- [3]string{fmt.Sprint(code), out, errOut}
+	}()
+	// The host's job must exist before the guest starts.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ := runPSI(t, "list", "--server", host, "--status", "pending")
+		if strings.Contains(out, "psi_") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the host job did not appear")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	outFile := filepath.Join(dir, "intersection.csv")
+	code, out, errOut := runPSI(t, "run", "--server", guest, "--peer", "partner", "--input", filepath.Join(dir, "guest.csv"), "--column", "id", "--out", outFile, "--poll", "50ms")
+	if code != 0 {
+		t.Fatalf("guest run: %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "done: intersection 100 of 300 identifiers (partner has 101)") || !strings.Contains(out, "wrote 100 rows") {
+		t.Errorf("guest output:\n%s", out)
+	}
+	if !regexp.MustCompile(`items \(\d+\.\d%\)`).MatchString(errOut) || !strings.Contains(errOut, "done") {
+		t.Errorf("no progress lines:\n%s", errOut)
+	}
+	data, err := os.ReadFile(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 101 || lines[0] != "row,id" || lines[1] != "0,ID-0" || lines[100] != "297,ID-297" {
+		t.Errorf("intersection.csv: %d lines, %q ... %q", len(lines), lines[0], lines[len(lines)-1])
+	}
+	select {
+	case r := <-hostDone:
+		if r[0] != "0" || !strings.Contains(r[1], "the host learns no intersection") {
+			t.Errorf("host run: %v", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host's psi run did not end")
+	}
+
+	code, out, _ = runPSI(t, "list", "--server", guest)
+	if code != 0 || !strings.Contains(out, "INTERSECTION") || !strings.Contains(out, "done") {
+		t.Errorf("list: %d\n%s", code, out)
+	}
+	id := regexp.MustCompile(`psi_[0-9a-f]{20}`).FindString(out)
+	code, out, _ = runPSI(t, "status", "--server", guest, id)
+	if code != 0 || !strings.Contains(out, `"intersection_size": 100`) {
+		t.Errorf("status: %d\n%s", code, out)
+	}
+	code, _, errOut = runPSI(t, "cancel", "--server", guest, id)
+	if code != 1 || !strings.Contains(errOut, "job_finished") {
+		t.Errorf("cancel of a finished job: %d %s", code, errOut)
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no peer", []string{"run", "--input", outFile}, "--peer is required"},
+		{"peer url", []string{"run", "--peer", "https://partner:7001", "--input", outFile}, "not a URL"},
+		{"no input", []string{"run", "--peer", "partner"}, "exactly one of --input"},
+		{"missing file", []string{"run", "--peer", "partner", "--input", filepath.Join(dir, "nope.csv")}, "--input"},
+		{"bad mode", []string{"run", "--peer", "partner", "--input", outFile, "--mode", "both"}, "--mode"},
+		{"cardinality out", []string{"run", "--peer", "partner", "--input", outFile, "--mode", "cardinality", "--out", "x.csv"}, "--out"},
+		{"bad id", []string{"status", "123"}, "not a PSI job id"},
+		{"two ids", []string{"cancel", "a", "b"}, "accepts 1 arg"},
+		{"unknown flag", []string{"list", "--nope"}, "unknown flag"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := runPSI(t, append(tt.args, "--server", guest)...)
+			if code != 2 || !strings.Contains(errOut, tt.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+				t.Errorf("exit %d, stderr %q (want exit 2, one line with %q)", code, errOut, tt.want)
+			}
+		})
+	}
+	// A job that fails shows its reason and exits 1: the host has no job for it.
+	code, _, errOut = runPSI(t, "run", "--server", guest, "--peer", "partner", "--input", filepath.Join(dir, "guest.csv"), "--poll", "50ms", "--quiet")
+	if code != 1 || !strings.Contains(errOut, "no pending host job") {
+		t.Errorf("failing job: %d %s", code, errOut)
+	}
+}

@@ -1,0 +1,659 @@
+package psijob_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fedrisk/fedrisk/internal/keys"
+	"github.com/fedrisk/fedrisk/internal/keys/sqlkeys"
+	"github.com/fedrisk/fedrisk/internal/psi"
+	"github.com/fedrisk/fedrisk/internal/psi/psijob"
+	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
+)
+
+// localPeer is psijob.Peer calling a host's Sessions in process, as party.
+type localPeer struct {
+	h     *psijob.Sessions
+	party string
+	sent  sync.Map // batch → times sent
+	// hook, if set, runs before every call (to fail or count).
+	hook func(call string, batch int) error
+}
+
+func (p *localPeer) before(call string, b int) error {
+	if p.hook != nil {
+		return p.hook(call, b)
+	}
+	return nil
+}
+
+func (p *localPeer) Open(ctx context.Context, r psijob.OpenRequest) (psijob.OpenResponse, error) {
+	if err := p.before("open", -1); err != nil {
+		return psijob.OpenResponse{}, err
+	}
+	return p.h.Open(ctx, p.party, r)
+}
+
+func (p *localPeer) SendBatch(ctx context.Context, s string, b int, points []byte) ([]byte, error) {
+	if err := p.before("guest", b); err != nil {
+		return nil, err
+	}
+	v, _ := p.sent.LoadOrStore(b, new(atomic.Int32))
+	v.(*atomic.Int32).Add(1)
+	return p.h.GuestBatch(ctx, p.party, s, b, points)
+}
+
+func (p *localPeer) ShuffledTags(ctx context.Context, s string, b int) ([]byte, error) {
+	if err := p.before("shuffled", b); err != nil {
+		return nil, err
+	}
+	return p.h.ShuffledTags(ctx, p.party, s, b)
+}
+
+func (p *localPeer) HostBatch(ctx context.Context, s string, b int) ([]byte, error) {
+	if err := p.before("host", b); err != nil {
+		return nil, err
+	}
+	return p.h.HostBatch(ctx, p.party, s, b)
+}
+
+func (p *localPeer) Finish(ctx context.Context, s string) error { return p.h.Finish(ctx, p.party, s) }
+
+func (p *localPeer) Cancel(ctx context.Context, s, code, reason string) error {
+	return p.h.Cancel(ctx, p.party, s, code, reason)
+}
+
+// side is one party's PSI domain on its own SQLite database.
+type side struct {
+	store    *psisql.Store
+	keys     *keys.Manager
+	runner   *psijob.Runner
+	sessions *psijob.Sessions
+	jobs     *psijob.Service
+	dir      string
+}
+
+func newSide(t *testing.T, peer string, dial psijob.PeerDialer, opts psijob.Options) *side {
+	t.Helper()
+	db := sqldbtest.OpenSQLite(t, true)
+	root := make([]byte, 32)
+	rand.Read(root)
+	km, err := keys.New(context.Background(), sqlkeys.New(db), root, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &side{store: psisql.New(db), keys: km, dir: t.TempDir()}
+	inputs := psijob.Inputs{Tables: psisql.NewTables(db), Reserved: psisql.Reserved()}
+	s.runner = psijob.NewRunner(psijob.RunnerDeps{Store: s.store, Inputs: inputs, Peers: dial, Sealer: km}, opts)
+	s.sessions = psijob.NewSessions(psijob.SessionsDeps{Store: s.store, Inputs: inputs, Sealer: km,
+		Allowed: func(p string) bool { return p == peer }}, opts)
+	s.jobs = psijob.NewService(psijob.ServiceDeps{Store: s.store, Inputs: inputs, Runner: s.runner, Sessions: s.sessions, Sealer: km,
+		Peers: map[string]string{peer: "http://" + peer + ".invalid"}}, opts)
+	return s
+}
+
+func (s *side) csv(t *testing.T, name string, ids []string) string {
+	t.Helper()
+	path := filepath.Join(s.dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"name", "id"})
+	for i, id := range ids {
+		w.Write([]string{fmt.Sprint("n", i), id})
+	}
+	w.Flush()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// pair is a guest and a host wired in process.
+type pair struct {
+	guest, host *side
+	peer        *localPeer
+}
+
+func newPair(t *testing.T, opts psijob.Options) *pair {
+	p := &pair{}
+	p.host = newSide(t, "bank", nil, opts)
+	p.peer = &localPeer{h: p.host.sessions, party: "bank"}
+	p.guest = newSide(t, "partner", func(psijob.Job) (psijob.Peer, error) { return p.peer, nil }, opts)
+	return p
+}
+
+var norm = psi.Normalization{Trim: true}
+
+func (p *pair) jobs(t *testing.T, guestIDs, hostIDs []string, mode psijob.Mode) (guest, host psijob.Job) {
+	t.Helper()
+	ctx := context.Background()
+	h, err := p.host.jobs.Create(ctx, psijob.CreateRequest{Role: psijob.RoleHost, Peer: "bank", Mode: mode, Normalization: norm,
+		Input: psijob.Input{Kind: psijob.InputCSV, Path: p.host.csv(t, "host.csv", hostIDs), Column: "id"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := p.guest.jobs.Create(ctx, psijob.CreateRequest{Role: psijob.RoleGuest, Peer: "partner", Mode: mode, Normalization: norm,
+		Input: psijob.Input{Kind: psijob.InputCSV, Path: p.guest.csv(t, "guest.csv", guestIDs), Column: "id"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, h
+}
+
+// reference is the plaintext intersection: guest rows (first occurrence
+// of each normalised identifier) whose identifier the host has.
+func reference(guest, host []string) (rows []int, ids []string) {
+	hs := map[string]bool{}
+	for _, h := range host {
+		if n, err := norm.Apply(h); err == nil {
+			hs[n] = true
+		}
+	}
+	seen := map[string]bool{}
+	for i, g := range guest {
+		n, err := norm.Apply(g)
+		if err != nil || seen[n] {
+			continue
+		}
+		seen[n] = true
+		if hs[n] {
+			rows = append(rows, i)
+			ids = append(ids, n)
+		}
+	}
+	return rows, ids
+}
+
+func randomIDs(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		var b [6]byte
+		rand.Read(b[:])
+		out[i] = fmt.Sprintf("%s-%x", prefix, b)
+	}
+	return out
+}
+
+func exported(t *testing.T, s *side, id string) (rows []int, ids []string) {
+	t.Helper()
+	err := s.jobs.Export(context.Background(), id, func(r psijob.ResultRow) error {
+		rows = append(rows, r.Row)
+		ids = append(ids, r.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, ids
+}
+
+func TestIntersectionInProcess(t *testing.T) {
+	common := randomIDs("c", 150)
+	tests := []struct {
+		name        string
+		guest, host []string
+	}{
+		{"overlap", append(randomIDs("g", 100), common...), append(common[:120], randomIDs("h", 90)...)},
+		{"duplicates and blanks", append([]string{" x1", "x1", "X1", "", "   ", "x2"}, common[:10]...), append([]string{"x1 ", "x1", "X1"}, common[5:30]...)},
+		{"unicode", []string{"张三-110101", "Ölçü", "ß", "😀", "plain"}, []string{"😀", "Ölçü", "张三-110101", "SS"}},
+		{"empty guest", nil, common},
+		{"empty host", common, nil},
+		{"disjoint", randomIDs("a", 70), randomIDs("b", 70)},
+		{"identical", common, common},
+	}
+	for _, mode := range []psijob.Mode{psijob.ModeIntersection, psijob.ModeCardinality} {
+		for _, tt := range tests {
+			t.Run(string(mode)+"/"+tt.name, func(t *testing.T) {
+				p := newPair(t, psijob.Options{BatchSize: 32, Window: 3})
+				g, h := p.jobs(t, tt.guest, tt.host, mode)
+				got, err := p.guest.runner.Run(context.Background(), g.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantRows, wantIDs := reference(tt.guest, tt.host)
+				if got.Status != psijob.StatusDone || got.IntersectionSize == nil || *got.IntersectionSize != int64(len(wantRows)) {
+					t.Fatalf("job %s (%s), size %v, want %d", got.Status, got.Error, got.IntersectionSize, len(wantRows))
+				}
+				if mode == psijob.ModeIntersection {
+					rows, ids := exported(t, p.guest, g.ID)
+					if !slices.Equal(rows, wantRows) || !slices.Equal(ids, wantIDs) {
+						t.Errorf("rows %v ids %v\nwant %v %v", rows, ids, wantRows, wantIDs)
+					}
+				} else if err := p.guest.jobs.Export(context.Background(), g.ID, func(psijob.ResultRow) error { return nil }); !errors.Is(err, psijob.ErrNoRows) {
+					t.Errorf("cardinality export: %v", err)
+				}
+				hj, _ := p.host.store.GetJob(context.Background(), h.ID)
+				if hj.Status != psijob.StatusDone || hj.IntersectionSize != nil || hj.PeerCount != got.LocalCount || got.PeerCount != hj.LocalCount {
+					t.Errorf("host job: %+v", hj)
+				}
+				if got.DoneItems != got.TotalItems {
+					t.Errorf("progress %d/%d at the end", got.DoneItems, got.TotalItems)
+				}
+			})
+		}
+	}
+}
+
+func TestResumeInProcess(t *testing.T) {
+	p := newPair(t, psijob.Options{BatchSize: 16, Window: 1})
+	guest := append(randomIDs("g", 100), randomIDs("c", 60)...)
+	host := append(slices.Clone(guest[100:]), randomIDs("h", 50)...)
+	g, h := p.jobs(t, guest, host, psijob.ModeIntersection)
+	ctx, cancel := context.WithCancel(context.Background())
+	const k = 4
+	var calls atomic.Int32
+	p.peer.hook = func(call string, b int) error {
+		if call == "guest" && calls.Add(1) > k {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if _, err := p.guest.runner.Run(ctx, g.ID); !errors.Is(err, psijob.ErrInterrupted) {
+		t.Fatalf("killed run: %v", err)
+	}
+	cps, _ := p.guest.store.Checkpoints(context.Background(), g.ID, psijob.PhaseGuestTags)
+	if len(cps) != k {
+		t.Fatalf("%d checkpoints after %d batches", len(cps), k)
+	}
+	first := map[int]time.Time{}
+	for _, c := range cps {
+		first[c.Batch] = c.CreatedAt
+	}
+	p.peer.hook = nil
+	j, err := p.guest.runner.Run(context.Background(), g.ID)
+	if err != nil || j.Status != psijob.StatusDone {
+		t.Fatalf("resumed run: %v %+v", err, j)
+	}
+	wantRows, _ := reference(guest, host)
+	if *j.IntersectionSize != int64(len(wantRows)) {
+		t.Errorf("size %d, want %d", *j.IntersectionSize, len(wantRows))
+	}
+	rows, _ := exported(t, p.guest, g.ID)
+	if !slices.Equal(rows, wantRows) {
+		t.Errorf("rows differ after resume")
+	}
+	for b := range k {
+		v, _ := p.peer.sent.Load(b)
+		if n := v.(*atomic.Int32).Load(); n != 1 {
+			t.Errorf("batch %d sent %d times", b, n)
+		}
+	}
+	hj, _ := p.host.store.GetJob(context.Background(), h.ID)
+	if hj.Status != psijob.StatusDone {
+		t.Errorf("host job %s", hj.Status)
+	}
+}
+
+func TestCancelFromEitherSide(t *testing.T) {
+	for _, side := range []string{"guest", "host"} {
+		t.Run(side, func(t *testing.T) {
+			p := newPair(t, psijob.Options{BatchSize: 8, Window: 1})
+			g, h := p.jobs(t, randomIDs("g", 100), randomIDs("h", 100), psijob.ModeIntersection)
+			ctx := context.Background()
+			var once sync.Once
+			p.peer.hook = func(call string, b int) error {
+				if call == "guest" && b == 3 {
+					once.Do(func() {
+						var err error
+						if side == "guest" {
+							_, err = p.guest.jobs.Cancel(ctx, g.ID, "test")
+						} else {
+							_, err = p.host.jobs.Cancel(ctx, h.ID, "test")
+						}
+						if err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				return nil
+			}
+			j, _ := p.guest.runner.Run(ctx, g.ID)
+			if j.Status != psijob.StatusCancelled {
+				t.Fatalf("guest job %s: %s", j.Status, j.Error)
+			}
+			if side == "host" && !strings.Contains(j.Error, "cancelled by partner") {
+				t.Errorf("guest reason: %q", j.Error)
+			}
+			hj, _ := p.host.store.GetJob(ctx, h.ID)
+			if hj.Status != psijob.StatusCancelled {
+				t.Errorf("host job %s (%s)", hj.Status, hj.Error)
+			}
+			sess, err := p.host.store.GetSession(ctx, hj.Session)
+			if err != nil || sess.Status != psijob.SessionAborted || sess.Code != "cancelled" || sess.KeyEnc != nil {
+				t.Errorf("session after cancel: %+v %v", sess, err)
+			}
+		})
+	}
+}
+
+func TestHostRefusals(t *testing.T) {
+	p := newPair(t, psijob.Options{BatchSize: 8})
+	ctx := context.Background()
+	g, _ := p.jobs(t, randomIDs("g", 20), randomIDs("h", 20), psijob.ModeIntersection)
+	base := psijob.OpenRequest{Version: psijob.ProtocolVersion, Mode: psijob.ModeIntersection, GuestCount: 20, BatchSize: 8, Normalization: norm.Fingerprint()}
+	other := base
+	other.Normalization = psi.Normalization{Trim: true, CaseFold: true}.Fingerprint()
+	if _, err := p.host.sessions.Open(ctx, "bank", other); !errors.Is(err, psijob.ErrMismatch) {
+		t.Errorf("normalisation mismatch: %v", err)
+	}
+	if _, err := p.host.sessions.Open(ctx, "stranger", base); err == nil {
+		t.Error("an unregistered party opened a session")
+	}
+	resp, err := p.host.sessions.Open(ctx, "bank", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.host.sessions.Open(ctx, "bank", base); !errors.Is(err, psijob.ErrNoHostJob) {
+		t.Errorf("second session on one host job: %v", err)
+	}
+	_ = g
+	// Another party may not use the session, nor can anyone guess it.
+	if _, err := p.host.sessions.HostBatch(ctx, "telco", resp.Session, 0); !errors.Is(err, psijob.ErrSessionNotFound) {
+		t.Errorf("other party: %v", err)
+	}
+	if _, err := p.host.sessions.HostBatch(ctx, "bank", strings.Repeat("0", 32), 0); !errors.Is(err, psijob.ErrSessionNotFound) {
+		t.Errorf("unknown session: %v", err)
+	}
+	key, _ := psi.NewKey()
+	points := make([]byte, 8*32)
+	ids := make([][]byte, 8)
+	for i := range ids {
+		ids[i] = []byte(fmt.Sprint("x", i))
+	}
+	key.HashAndBlind(psi.DST([]byte(resp.Session)), ids, points)
+	if tags, err := p.host.sessions.GuestBatch(ctx, "bank", resp.Session, 0, points); err != nil || len(tags) != 8*resp.TagLen {
+		t.Fatalf("batch 0: %d %v", len(tags), err)
+	}
+	if _, err := p.host.sessions.GuestBatch(ctx, "bank", resp.Session, 0, points); err != nil {
+		t.Errorf("an identical replay is answered again: %v", err)
+	}
+	changed := slices.Clone(points)
+	key.HashAndBlind(psi.DST([]byte(resp.Session)), ids[:1], changed[:32])
+	changed[0], changed[32] = changed[32], changed[0]
+	copy(changed[:32], points[32:64])
+	if _, err := p.host.sessions.GuestBatch(ctx, "bank", resp.Session, 0, changed); !errors.Is(err, psijob.ErrProtocol) {
+		t.Errorf("replay with other content: %v", err)
+	}
+	var ce *psijob.ClosedError
+	if _, err := p.host.sessions.HostBatch(ctx, "bank", resp.Session, 0); !errors.As(err, &ce) || ce.Code != "aborted" {
+		t.Errorf("after the abort: %v", err)
+	}
+}
+
+func TestInvalidPointsAbort(t *testing.T) {
+	identity := make([]byte, 32)
+	nonCanonical := make([]byte, 32)
+	for i := range nonCanonical {
+		nonCanonical[i] = 0xff
+	}
+	for name, bad := range map[string][]byte{"identity": identity, "non-canonical": nonCanonical} {
+		t.Run(name, func(t *testing.T) {
+			p := newPair(t, psijob.Options{BatchSize: 4})
+			p.jobs(t, randomIDs("g", 4), randomIDs("h", 4), psijob.ModeIntersection)
+			ctx := context.Background()
+			resp, err := p.host.sessions.Open(ctx, "bank", psijob.OpenRequest{Version: 1, Mode: psijob.ModeIntersection, GuestCount: 4, BatchSize: 4, Normalization: norm.Fingerprint()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, _ := psi.NewKey()
+			points := make([]byte, 4*32)
+			key.HashAndBlind(psi.DST([]byte(resp.Session)), [][]byte{{1}, {2}, {3}, {4}}, points)
+			copy(points[64:], bad)
+			_, err = p.host.sessions.GuestBatch(ctx, "bank", resp.Session, 0, points)
+			if !errors.Is(err, psi.ErrInvalidPoint) || !errors.Is(err, psijob.ErrProtocol) {
+				t.Fatalf("invalid point: %v", err)
+			}
+			s, _ := p.host.store.GetSession(ctx, resp.Session)
+			if s.Status != psijob.SessionAborted || !strings.Contains(s.Reason, "invalid") {
+				t.Errorf("session: %s %q", s.Status, s.Reason)
+			}
+		})
+	}
+}
+
+func TestGuestDetectsBadHost(t *testing.T) {
+	p := newPair(t, psijob.Options{BatchSize: 8, PeerDeadline: time.Second})
+	g, h := p.jobs(t, randomIDs("g", 20), randomIDs("h", 20), psijob.ModeIntersection)
+	bad := &corruptPeer{localPeer: p.peer}
+	p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{}, Peers: func(psijob.Job) (psijob.Peer, error) { return bad, nil }, Sealer: p.guest.keys}, psijob.Options{BatchSize: 8})
+	j, err := p.guest.runner.Run(context.Background(), g.ID)
+	if err != nil || j.Status != psijob.StatusFailed || !strings.Contains(j.Error, "invalid point") {
+		t.Fatalf("guest: %v %s %q", err, j.Status, j.Error)
+	}
+	hj, _ := p.host.store.GetJob(context.Background(), h.ID)
+	if hj.Status != psijob.StatusFailed || !strings.Contains(hj.Error, "aborted by the guest") {
+		t.Errorf("host job: %s %q", hj.Status, hj.Error)
+	}
+}
+
+// corruptPeer replaces the host's first point with the identity.
+type corruptPeer struct{ *localPeer }
+
+func (c *corruptPeer) HostBatch(ctx context.Context, s string, b int) ([]byte, error) {
+	pts, err := c.localPeer.HostBatch(ctx, s, b)
+	if err == nil && len(pts) >= 32 {
+		clear(pts[:32])
+	}
+	return pts, err
+}
+
+func TestDeadHostFailsWithinDeadline(t *testing.T) {
+	p := newPair(t, psijob.Options{BatchSize: 8, PeerDeadline: 500 * time.Millisecond, CallTimeout: 200 * time.Millisecond})
+	g, _ := p.jobs(t, randomIDs("g", 40), randomIDs("h", 40), psijob.ModeIntersection)
+	p.peer.hook = func(call string, b int) error {
+		if call == "guest" && b >= 2 {
+			return &psijob.PeerError{Temporary: true, Err: errors.New("connection refused")}
+		}
+		return nil
+	}
+	start := time.Now()
+	j, err := p.guest.runner.Run(context.Background(), g.ID)
+	if err != nil || j.Status != psijob.StatusFailed || !strings.Contains(j.Error, "did not answer") {
+		t.Fatalf("%v %s %q", err, j.Status, j.Error)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestSessionExpiry(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := newPair(t, psijob.Options{BatchSize: 8, IdleTimeout: time.Minute, Now: clock})
+	_, h := p.jobs(t, randomIDs("g", 20), randomIDs("h", 20), psijob.ModeIntersection)
+	ctx := context.Background()
+	resp, err := p.host.sessions.Open(ctx, "bank", psijob.OpenRequest{Version: 1, Mode: psijob.ModeIntersection, GuestCount: 20, BatchSize: 8, Normalization: norm.Fingerprint()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	p.host.sessions.Expire(ctx)
+	if _, err := p.host.sessions.HostBatch(ctx, "bank", resp.Session, 0); !errors.Is(err, psijob.ErrSessionNotFound) {
+		t.Errorf("expired session answered: %v", err)
+	}
+	hj, _ := p.host.store.GetJob(ctx, h.ID)
+	if hj.Status != psijob.StatusPending || hj.Session != "" {
+		t.Errorf("host job after expiry: %s %q", hj.Status, hj.Session)
+	}
+}
+
+func TestCreateValidation(t *testing.T) {
+	p := newPair(t, psijob.Options{})
+	ctx := context.Background()
+	good := psijob.CreateRequest{Role: psijob.RoleGuest, Peer: "partner", Input: psijob.Input{Kind: psijob.InputCSV, Path: p.guest.csv(t, "ok.csv", []string{"a"}), Column: "id"}, Normalization: norm}
+	if _, err := p.guest.jobs.Create(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		mut  func(r *psijob.CreateRequest)
+	}{
+		{"unknown peer", func(r *psijob.CreateRequest) { r.Peer = "nobody" }},
+		{"bad mode", func(r *psijob.CreateRequest) { r.Mode = "both" }},
+		{"relative path", func(r *psijob.CreateRequest) { r.Input.Path = "ids.csv" }},
+		{"missing file", func(r *psijob.CreateRequest) { r.Input.Path = "/nonexistent/ids.csv" }},
+		{"missing column", func(r *psijob.CreateRequest) { r.Input.Column = "phone" }},
+		{"table injection", func(r *psijob.CreateRequest) {
+			r.Input = psijob.Input{Kind: psijob.InputTable, Table: "x; DROP TABLE y", Column: "id"}
+		}},
+		{"reserved table", func(r *psijob.CreateRequest) {
+			r.Input = psijob.Input{Kind: psijob.InputTable, Table: "api_tokens", Column: "name"}
+		}},
+		{"unknown table", func(r *psijob.CreateRequest) {
+			r.Input = psijob.Input{Kind: psijob.InputTable, Table: "customers", Column: "id"}
+		}},
+		{"purpose without consent", func(r *psijob.CreateRequest) { r.Purpose = "credit_risk_assessment" }},
+		{"batch size", func(r *psijob.CreateRequest) { r.BatchSize = psijob.MaxBatchSize + 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := good
+			tt.mut(&r)
+			if _, err := p.guest.jobs.Create(ctx, r); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+	jobs, _ := p.guest.jobs.List(ctx, psijob.JobFilter{})
+	if len(jobs) != 1 {
+		t.Errorf("%d jobs stored", len(jobs))
+	}
+}
+
+func TestLoadElements(t *testing.T) {
+	s := newSide(t, "x", nil, psijob.Options{})
+	path := s.csv(t, "in.csv", []string{" a", "a", "B", "", "b", "c", strings.Repeat("z", 2000)})
+	el, err := psijob.LoadElements(context.Background(), psijob.Inputs{}, psijob.Input{Kind: psijob.InputCSV, Path: path, Column: "id"},
+		psi.Normalization{Trim: true, CaseFold: true}, func(ctx context.Context, raw []string) ([]bool, error) {
+			out := make([]bool, len(raw))
+			for i, r := range raw {
+				out[i] = r != "c"
+			}
+			return out, nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(el.IDs) != "[a b]" || fmt.Sprint(el.Rows) != "[0 2]" || el.Duplicates != 2 || el.Invalid != 2 || el.Excluded != 1 || el.RowsRead != 7 {
+		t.Errorf("%+v", el)
+	}
+	ids := append([]string(nil), el.IDs...)
+	sort.Strings(ids)
+}
+
+// handleCodec stands in for a core that can marshal keys: it keeps the
+// keys in memory behind random handles, so the store path (encrypted key,
+// permutations, restore) runs as it would with real key bytes.
+type handleCodec struct {
+	mu   sync.Mutex
+	keys map[string]*psi.Key
+}
+
+func (c *handleCodec) Marshal(k *psi.Key) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var h [16]byte
+	rand.Read(h[:])
+	if c.keys == nil {
+		c.keys = map[string]*psi.Key{}
+	}
+	c.keys[string(h[:])] = k
+	return h[:], nil
+}
+
+func (c *handleCodec) Unmarshal(b []byte) (*psi.Key, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.keys[string(b)]
+	if !ok {
+		return nil, errors.New("unknown key")
+	}
+	return k, nil
+}
+
+// TestResumeWithPersistedKeys: when keys can be stored, a new runner and a
+// new session manager (both processes restarted) continue the same session
+// from the checkpoints.
+func TestResumeWithPersistedKeys(t *testing.T) {
+	codec := &handleCodec{}
+	opts := psijob.Options{BatchSize: 16, Window: 1}
+	p := newPair(t, opts)
+	guest := append(randomIDs("g", 100), randomIDs("c", 60)...)
+	host := append(slices.Clone(guest[100:]), randomIDs("h", 50)...)
+	for _, mode := range []psijob.Mode{psijob.ModeIntersection, psijob.ModeCardinality} {
+		t.Run(string(mode), func(t *testing.T) {
+			g, h := p.jobs(t, guest, host, mode)
+			restart := func() {
+				inputs := psijob.Inputs{}
+				p.host.sessions = psijob.NewSessions(psijob.SessionsDeps{Store: p.host.store, Inputs: inputs, Sealer: p.host.keys, Codec: codec,
+					Allowed: func(s string) bool { return s == "bank" }}, opts)
+				p.peer.h = p.host.sessions
+				p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: inputs,
+					Peers: func(psijob.Job) (psijob.Peer, error) { return p.peer, nil }, Sealer: p.guest.keys, Codec: codec}, opts)
+			}
+			restart()
+			ctx, cancel := context.WithCancel(context.Background())
+			var calls atomic.Int32
+			p.peer.sent = sync.Map{}
+			p.peer.hook = func(call string, b int) error {
+				if call == "guest" && calls.Add(1) > 4 {
+					cancel()
+					return ctx.Err()
+				}
+				return nil
+			}
+			if _, err := p.guest.runner.Run(ctx, g.ID); !errors.Is(err, psijob.ErrInterrupted) {
+				t.Fatalf("killed run: %v", err)
+			}
+			before, _ := p.guest.store.GetJob(context.Background(), g.ID)
+			if before.KeyEnc == nil {
+				t.Fatal("the guest's key was not stored")
+			}
+			p.peer.hook = nil
+			restart() // both sides lose everything in memory
+			j, err := p.guest.runner.Run(context.Background(), g.ID)
+			if err != nil || j.Status != psijob.StatusDone {
+				t.Fatalf("resumed: %v %s %s", err, j.Status, j.Error)
+			}
+			if j.Session != before.Session {
+				t.Errorf("a new session was opened instead of resuming")
+			}
+			wantRows, _ := reference(guest, host)
+			if *j.IntersectionSize != int64(len(wantRows)) {
+				t.Errorf("size %d, want %d", *j.IntersectionSize, len(wantRows))
+			}
+			for b := range 4 {
+				v, _ := p.peer.sent.Load(b)
+				if n := v.(*atomic.Int32).Load(); n != 1 {
+					t.Errorf("batch %d sent %d times", b, n)
+				}
+			}
+			if hj, _ := p.host.store.GetJob(context.Background(), h.ID); hj.Status != psijob.StatusDone {
+				t.Errorf("host job %s", hj.Status)
+			}
+			if j.KeyEnc != nil {
+				t.Error("the finished job kept its session key")
+			}
+		})
+	}
+}

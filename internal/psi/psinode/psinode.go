@@ -1,0 +1,191 @@
+// Package psinode assembles the PSI service of one node from the node's
+// database, cache, registry, peer client and configuration: the key
+// manager (envelope encryption of results and session state), the SQL
+// store, the guest runner and its scheduler (which resumes unfinished
+// guest jobs at start), the host's session manager with its idle-session
+// expiry, the consent filter and the HTTP API.
+package psinode
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
+	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
+	"github.com/fedrisk/fedrisk/internal/cache"
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent"
+	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/consent/sqlstore"
+	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
+	"github.com/fedrisk/fedrisk/internal/psi/psijob"
+	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/sqldb"
+)
+
+// ConsentDomain is the part of the consent service the PSI consent filter
+// uses (*consent.Service).
+type ConsentDomain interface {
+	FilterUsable(ctx context.Context, party, purpose string, subjects []string) ([]bool, error)
+}
+
+// Deps is what the PSI service needs from its node.
+type Deps struct {
+	Config     config.Config
+	DB         *sqldb.DB
+	Cache      cache.Cache
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+	// PeerClient calls the other parties' psi services (mutual TLS when
+	// configured).
+	PeerClient *http.Client
+	// Consent filters inputs by consent. Nil: when the consent service
+	// keeps its data in this node's database (CONSENT_SERVICE_URL empty),
+	// the filter reads it there; otherwise jobs with a purpose are refused.
+	Consent ConsentDomain
+	// Options tune jobs and sessions (zero: the defaults).
+	Options psijob.Options
+	// Codec stores session keys for a resume across restarts; nil means
+	// psijob.DefaultKeyCodec().
+	Codec psijob.KeyCodec
+}
+
+// Service is a running PSI service.
+type Service struct {
+	Jobs     *psijob.Service
+	Sessions *psijob.Sessions
+	Runner   *psijob.Runner
+	Store    *psisql.Store
+	api      *psiapi.API
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+// New builds the PSI service and starts its scheduler and session expiry.
+func New(ctx context.Context, d Deps) (*Service, error) {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.PeerClient == nil {
+		d.PeerClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	km, err := consentnode.OpenKeys(ctx, d.Config, d.DB, d.Log)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := psijob.NewMetrics(d.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("psi metrics: %w", err)
+	}
+	opts := d.Options
+	opts.Log = d.Log
+	codec := d.Codec
+	if codec == nil {
+		codec = psijob.DefaultKeyCodec()
+	}
+	store := psisql.New(d.DB)
+	inputs := psijob.Inputs{Tables: psisql.NewTables(d.DB), Reserved: psisql.Reserved()}
+	peers := map[string]string{}
+	for _, p := range d.Config.Peers {
+		peers[p.Name] = p.URL
+	}
+	allowed := func(party string) bool { _, ok := peers[party]; return ok }
+	alog := sqlaudit.New(d.DB)
+
+	var filter psijob.ConsentFilter
+	switch {
+	case d.Consent != nil:
+		filter = consentFilter{d.Consent}
+	case d.Config.ConsentServiceURL == "":
+		// The consent service's tables are in this database: read them
+		// through its domain (FilterUsable needs only the store and the
+		// blind-index key).
+		dom := consent.NewService(sqlstore.New(d.DB, alog), consentnode.Crypto{M: km}, km, alog, nil, d.Cache,
+			consent.Config{Issuer: consentnode.Issuer(d.Config.Party), Controller: consent.Controller{Name: d.Config.Party}}, d.Log)
+		filter = consentFilter{dom}
+	}
+	party := d.Config.Party
+	dial := func(j psijob.Job) (psijob.Peer, error) {
+		url := j.Peer.URL
+		if u, ok := peers[j.Peer.Party]; ok {
+			url = u // the configuration wins over what the job recorded
+		}
+		if url == "" {
+			return nil, fmt.Errorf("%q is not a registered peer", j.Peer.Party)
+		}
+		return psiapi.NewClient(url, d.PeerClient, party), nil
+	}
+	rc := resultCache{d.Cache}
+	runner := psijob.NewRunner(psijob.RunnerDeps{Store: store, Inputs: inputs, Peers: dial, Sealer: km, Codec: codec,
+		Consent: filter, Cache: rc, Metrics: metrics}, opts)
+	sessions := psijob.NewSessions(psijob.SessionsDeps{Store: store, Inputs: inputs, Sealer: km, Codec: codec, Metrics: metrics, Allowed: allowed}, opts)
+	role := psijob.RoleGuest
+	if d.Config.Role == string(psijob.RoleHost) {
+		role = psijob.RoleHost
+	}
+	jobs := psijob.NewService(psijob.ServiceDeps{Store: store, Inputs: inputs, Runner: runner, Sessions: sessions, Sealer: km,
+		Cache: rc, Peers: peers, Role: role, Consent: filter != nil}, opts)
+	api := psiapi.New(jobs, sessions, auth.NewTokens(sqlauth.New(d.DB)), psiapi.Options{
+		AuthRequired: d.Config.AuthRequired,
+		Allowed:      allowed,
+		PlainPeers:   !d.Config.TLS.Enabled() && !d.Config.AuthRequired,
+		Auditor:      alog,
+		Log:          d.Log,
+	})
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Service{Jobs: jobs, Sessions: sessions, Runner: runner, Store: store, api: api, cancel: cancel}
+	jobs.Start(bg)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); sessions.RunExpiry(bg) }()
+	return s, nil
+}
+
+// Mount adds the PSI routes.
+func (s *Service) Mount(mux *http.ServeMux) { s.api.Mount(mux) }
+
+// Drain interrupts the running guest jobs (they release their leases and
+// resume from their checkpoints at the next start).
+func (s *Service) Drain() { s.Jobs.Stop() }
+
+// Close stops the background work.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		s.Jobs.Stop()
+		s.cancel()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// consentFilter adapts the consent domain to psijob.ConsentFilter.
+type consentFilter struct{ d ConsentDomain }
+
+func (f consentFilter) Filter(ctx context.Context, party, purpose string, ids []string) ([]bool, error) {
+	return f.d.FilterUsable(ctx, party, purpose, ids)
+}
+
+// resultCache keeps finished results in the node cache (psi_results, 30
+// minutes by default).
+type resultCache struct{ c cache.Cache }
+
+func (r resultCache) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	if r.c == nil {
+		return nil, false, nil
+	}
+	return r.c.Get(ctx, cache.PSIResults(), key)
+}
+
+func (r resultCache) Set(ctx context.Context, key string, val []byte) error {
+	if r.c == nil {
+		return nil
+	}
+	return r.c.Set(ctx, cache.PSIResults(), key, val, 0)
+}
