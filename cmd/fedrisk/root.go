@@ -43,6 +43,7 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newAuditCmd(lookup, stdout, stderr),
 		newTokensCmd(lookup, stdout, stderr),
 		newPSICmd(lookup, stdin, stdout, stderr),
+		newBenchCmd(stdout, stderr),
 	)
 	return root
 }
