@@ -102,7 +102,8 @@
 // filippo.io/edwards25519 is not published as a module version). It was
 // measured against github.com/cloudflare/circl v1.6.5 group.Ristretto255
 // (built on bwesterb/go-ristretto) on this project's 2-core Xeon machine,
-// Go 1.26, one core, median of 5 runs:
+// Go 1.26, one core, median of 5 runs, in a scratch module outside this
+// repository (only one of the two may be a dependency):
 //
 //	                                        gtank     circl
 //	hash to group of "+8613800138000"      12.6 µs   13.3 µs
@@ -113,17 +114,21 @@
 // which dominates, so it was chosen. It lacks expand_message_xmd, which is
 // therefore written here (xmd.go) and tested against the RFC 9380 K.3
 // vectors; hash-to-group and blinding are checked against the RFC 9497
-// ristretto255-SHA512 OPRF vectors and against circl.
+// ristretto255-SHA512 OPRF vectors and against circl. gtank v0.1.2 cites
+// the pre-RFC draft, whose group, encoding and map are those of RFC 9496:
+// the tests check RFC 9496's generator multiples and invalid encodings.
 //
-// Measured here (go test -bench ., 2 cores): hash to group 12.5 µs/elem;
-// multiplication 41 µs; full validation of a received point + multiply +
-// tag 54 µs on one core; HashAndBlind of 4096 identifiers 30 µs/elem and
-// Reblind of 4096 points 28 µs/elem on both cores; a Matcher of 2^20
-// ten-byte tags holds 53 MiB. A whole session at n = m = 2^16 (both roles
-// in one process sharing the 2 cores, 30% overlap) takes 7.3 s and moves
-// 4,784,708 bytes (2,097,460 up, 2,687,248 down). Each party performs
+// Measured here (go test -bench ., 2 cores, medians): hash to group
+// 12.4 µs; multiplication 42 µs; everything Reblind does to one received
+// point (decode 4 µs, canonical re-encode check about 4 µs, identity check,
+// multiply, tag) 54 µs on one core; HashAndBlind of 4096 identifiers 27–30
+// µs per element and Reblind of 4096 points 28 µs per element on both
+// cores; a Matcher of 2^20 ten-byte tags holds 53 MiB and fills at 0.45 µs
+// per tag. A whole session at n = m = 2^16 (both roles in one process
+// sharing the 2 cores, 30% overlap) takes 7.2–7.3 s on a quiet machine and
+// moves 4,784,708 bytes (2,097,460 up, 2,687,248 down). Each party performs
 // n + m hash-and-blind or reblind operations; at n = m = 2^20 that is
-// 2·2^20 × ~29 µs ≈ 61 s per 2-core party when the two run on separate
+// 2·2^20 × ~28 µs ≈ 60 s per 2-core party when the two run on separate
 // machines (about 2 minutes with both in one 2-core process), and
 // 32·n + 10·n + 32·m = 77,594,624 bytes of payload plus about 7 KB of
 // headers: within the 78 MB target.

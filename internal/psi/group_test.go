@@ -437,3 +437,46 @@ func TestNewKeyFresh(t *testing.T) {
 		seen[string(out)] = true
 	}
 }
+
+func TestKeyBinaryRoundTrip(t *testing.T) {
+	k, err := psi.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.MarshalBinary()
+	if err != nil || len(b) != 32 {
+		t.Fatalf("marshal: %d bytes, %v", len(b), err)
+	}
+	var back psi.Key
+	if err := back.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	ids := [][]byte{[]byte("a"), []byte("b")}
+	dst := psi.DST([]byte("s"))
+	x, y := make([]byte, 64), make([]byte, 64)
+	if err := k.HashAndBlind(dst, ids, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.HashAndBlind(dst, ids, y); err != nil {
+		t.Fatal(err)
+	}
+	if string(x) != string(y) {
+		t.Error("restored key blinds differently")
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 32), bytesOf(0xff, 32), make([]byte, 31)} {
+		if err := new(psi.Key).UnmarshalBinary(bad); err == nil {
+			t.Errorf("%x accepted", bad)
+		}
+	}
+	if _, err := new(psi.Key).MarshalBinary(); err == nil {
+		t.Error("zero Key marshalled")
+	}
+}
+
+func bytesOf(b byte, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
+}

@@ -1,7 +1,6 @@
 package psijob
 
 import (
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,28 +16,16 @@ type KeyCodec interface {
 	Unmarshal(b []byte) (*psi.Key, error)
 }
 
-// DefaultKeyCodec returns a codec when psi.Key implements
-// encoding.BinaryMarshaler and BinaryUnmarshaler, nil otherwise.
-func DefaultKeyCodec() KeyCodec {
-	k := new(psi.Key)
-	if _, ok := any(k).(encoding.BinaryMarshaler); !ok {
-		return nil
-	}
-	if _, ok := any(k).(encoding.BinaryUnmarshaler); !ok {
-		return nil
-	}
-	return binaryCodec{}
-}
+// DefaultKeyCodec is psi.Key's own binary encoding.
+func DefaultKeyCodec() KeyCodec { return binaryCodec{} }
 
 type binaryCodec struct{}
 
-func (binaryCodec) Marshal(k *psi.Key) ([]byte, error) {
-	return any(k).(encoding.BinaryMarshaler).MarshalBinary()
-}
+func (binaryCodec) Marshal(k *psi.Key) ([]byte, error) { return k.MarshalBinary() }
 
 func (binaryCodec) Unmarshal(b []byte) (*psi.Key, error) {
 	k := new(psi.Key)
-	if err := any(k).(encoding.BinaryUnmarshaler).UnmarshalBinary(b); err != nil {
+	if err := k.UnmarshalBinary(b); err != nil {
 		return nil, err
 	}
 	return k, nil
