@@ -534,8 +534,21 @@ func TestCreateValidation(t *testing.T) {
 			}
 		})
 	}
+	{
+		r := good
+		r.Peer = "http://nobody.invalid"
+		if _, err := p.guest.jobs.Create(ctx, r); err == nil {
+			t.Error("a URL no peer has was accepted")
+		}
+	}
+	byURL := good
+	byURL.Peer = "http://partner.invalid/"
+	j, err := p.guest.jobs.Create(ctx, byURL)
+	if err != nil || j.Peer.Party != "partner" {
+		t.Errorf("peer named by URL: %+v %v", j.Peer, err)
+	}
 	jobs, _ := p.guest.jobs.List(ctx, psijob.JobFilter{})
-	if len(jobs) != 1 {
+	if len(jobs) != 2 {
 		t.Errorf("%d jobs stored", len(jobs))
 	}
 }

@@ -1,6 +1,7 @@
 package psijob
 
 import (
+	"strings"
 	"context"
 	"errors"
 	"fmt"
@@ -89,6 +90,14 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Job, error) {
 	switch {
 	case r.Role != RoleGuest && r.Role != RoleHost:
 		return Job{}, invalid("role", "must be guest or host")
+	case strings.Contains(r.Peer, "://"):
+		// A peer named by its URL: the registered peer at that address.
+		name, ok := s.peerAt(r.Peer)
+		if !ok {
+			return Job{}, invalid("peer", "no registered peer has the URL %q (see the peers setting)", r.Peer)
+		}
+		r.Peer = name
+		return s.Create(ctx, r)
 	case r.Peer == "" || !partyPattern.MatchString(r.Peer):
 		return Job{}, invalid("peer", "must be a party name (lowercase letters, digits and '-')")
 	case r.Mode != ModeIntersection && r.Mode != ModeCardinality:
@@ -371,4 +380,15 @@ func (s *Service) Stop() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// peerAt finds the registered peer whose URL is u (trailing slashes aside).
+func (s *Service) peerAt(u string) (string, bool) {
+	u = strings.TrimRight(u, "/")
+	for name, url := range s.peers {
+		if strings.TrimRight(url, "/") == u {
+			return name, true
+		}
+	}
+	return "", false
 }
