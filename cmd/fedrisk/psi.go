@@ -117,7 +117,7 @@ func (f psiRunFlags) body() (psiapi.CreateJobBody, error) {
 	}
 	switch {
 	case f.peer == "":
-		return usage("--peer is required: the other party's registered name")
+		return usage("--peer is required: the other party's registered name or URL")
 	case strings.Contains(f.peer, "://"):
 		return usage("--peer takes the party name registered in the node's peers setting, not a URL (got %q)", f.peer)
 	case (f.input == "") == (f.table == ""):

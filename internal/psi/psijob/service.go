@@ -1,11 +1,11 @@
 package psijob
 
 import (
-	"strings"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
