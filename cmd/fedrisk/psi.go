@@ -29,6 +29,8 @@ func newPSICmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Com
 
 The guest learns which of its identifiers the host also holds (or, with
 --mode cardinality, only how many); the host learns only the guest's set size.
+With --mode both (on both sides) the guest then reveals the intersection to
+the host, which learns its own rows of it too, trusting the guest's report.
 The host's operator first starts a host job for the guest (fedrisk psi run
 --role host --peer GUEST ...), then the guest runs its job.`,
 	}
@@ -50,7 +52,8 @@ func newPSIRunCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "run --peer NAME (--input FILE.csv | --table TABLE) [--column id] [--out intersection.csv]",
 		Short: "Create a PSI job, show its progress until it ends, and write the intersection",
 		Example: `  fedrisk psi run --peer partner --input ids.csv --column id --out intersection.csv
-  fedrisk psi run --role host --peer bank --input customers.csv --column phone --phone 86`,
+  fedrisk psi run --role host --peer bank --input customers.csv --column phone --phone 86
+  fedrisk psi run --role host --peer bank --mode both --input customers.csv --out shared.csv`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -60,9 +63,9 @@ func newPSIRunCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 	fs.StringVar(&f.table, "table", "", "instead of --input: a table of the node's database")
 	fs.StringVar(&f.column, "column", "id", "CSV header name or table column of the identifiers")
 	fs.StringVar(&f.purpose, "purpose", "", "guest: only identifiers with an active consent for (peer, purpose) take part")
-	fs.StringVar(&f.mode, "mode", "intersection", "intersection or cardinality (the guest learns only the size)")
-	fs.StringVar(&f.out, "out", "", "guest: write the intersection (row,id) to this CSV file")
-	fs.StringVar(&f.role, "role", "", "guest or host (default: guest with --out, else the node's role)")
+	fs.StringVar(&f.mode, "mode", "intersection", "intersection, cardinality (the guest learns only the size) or both (the host learns the intersection too); both parties must agree")
+	fs.StringVar(&f.out, "out", "", "write the intersection (row,id) to this CSV file (a guest's job, or a host's in mode both)")
+	fs.StringVar(&f.role, "role", "", "guest or host (default: guest with --out outside --mode both, else the node's role)")
 	fs.BoolVar(&f.trim, "trim", true, "normalisation: trim white space (both parties must agree)")
 	fs.BoolVar(&f.caseFold, "case-fold", false, "normalisation: case-fold identifiers")
 	fs.StringVar(&f.phone, "phone", "", "normalisation: identifiers are phone numbers, made E.164 with this default country code (e.g. 86)")
@@ -85,8 +88,8 @@ func newPSIRunCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 			return err
 		}
 		fmt.Fprintf(stderr, "job %s created: %s job (%s) with %s\n", j.ID, j.Role, j.Mode, j.Peer)
-		if j.Role == string(psijob.RoleHost) && f.out != "" {
-			return &usageError{fmt.Errorf("--out: the host learns no intersection (job %s was created and waits for the guest)", j.ID)}
+		if j.Role == string(psijob.RoleHost) && j.Mode != string(psijob.ModeBoth) && f.out != "" {
+			return &usageError{fmt.Errorf("--out: the host learns no intersection outside --mode both (job %s was created and waits for the guest)", j.ID)}
 		}
 		wctx, cancel := context.WithTimeout(ctx, f.timeout)
 		defer cancel()
@@ -124,18 +127,19 @@ func (f psiRunFlags) body() (psiapi.CreateJobBody, error) {
 		return usage("give exactly one of --input FILE.csv and --table TABLE")
 	case f.column == "":
 		return usage("--column must name the identifier column")
-	case f.mode != "intersection" && f.mode != "cardinality":
-		return usage("--mode must be intersection or cardinality (got %q)", f.mode)
+	case !psijob.Mode(f.mode).Valid():
+		return usage("--mode must be intersection, cardinality or both (got %q)", f.mode)
 	case f.role != "" && f.role != "guest" && f.role != "host":
 		return usage("--role must be guest or host (got %q)", f.role)
-	case f.out != "" && (f.mode == "cardinality" || f.role == "host"):
-		return usage("--out: only a guest's intersection job has rows to write")
-	case f.out != "" && f.role == "":
-		f.role = "guest" // only a guest has rows to write
+	case f.out != "" && (f.mode == "cardinality" || (f.role == "host" && f.mode != "both")):
+		return usage("--out: only a guest's intersection job, or a job in --mode both, has rows to write")
 	case f.poll <= 0 || f.timeout <= 0:
 		return usage("--poll and --timeout must be positive")
 	case f.batch < 0 || f.batch > psijob.MaxBatchSize:
 		return usage("--batch-size must be 1..%d", psijob.MaxBatchSize)
+	}
+	if f.out != "" && f.role == "" && f.mode != string(psijob.ModeBoth) {
+		f.role = "guest" // only a guest has rows to write (in mode both, the node's role decides)
 	}
 	b := psiapi.CreateJobBody{Role: f.role, Peer: f.peer, PeerJob: f.peerJob, Purpose: f.purpose, Mode: f.mode, BatchSize: f.batch,
 		Normalization: &psiapi.NormalizationBody{Trim: f.trim, CaseFold: f.caseFold, Phone: f.phone}}
@@ -211,13 +215,17 @@ func progressLine(j psiapi.JobBody) string {
 }
 
 func summary(w io.Writer, j psiapi.JobBody) {
-	if j.Role == string(psijob.RoleHost) {
-		fmt.Fprintf(w, "done: %d identifiers served to %s (its set: %d); the host learns no intersection\n", j.LocalCount, j.Peer, j.PeerCount)
-		return
-	}
 	size := int64(0)
 	if j.IntersectionSize != nil {
 		size = *j.IntersectionSize
+	}
+	if j.Role == string(psijob.RoleHost) {
+		if j.Mode == string(psijob.ModeBoth) {
+			fmt.Fprintf(w, "done: intersection %d of %d identifiers, as revealed by %s (its set: %d); %d duplicate, %d invalid\n", size, j.LocalCount, j.Peer, j.PeerCount, j.Duplicates, j.Invalid)
+			return
+		}
+		fmt.Fprintf(w, "done: %d identifiers served to %s (its set: %d); the host learns no intersection\n", j.LocalCount, j.Peer, j.PeerCount)
+		return
 	}
 	fmt.Fprintf(w, "done: intersection %d of %d identifiers (%s has %d); %d duplicate, %d invalid", size, j.LocalCount, j.Peer, j.PeerCount, j.Duplicates, j.Invalid)
 	if j.Purpose != "" {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/cobra"
 
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/node"
@@ -20,44 +18,10 @@ import (
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
 )
 
-// runPSI runs `fedrisk psi ARGS` with run's exit-code rules.
+// runPSI runs `fedrisk psi ARGS` through run().
 func runPSI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	lookup := func(string) (string, bool) { return "", false }
-	root := &cobra.Command{Use: "fedrisk", SilenceUsage: true, SilenceErrors: true}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
-	})
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.AddCommand(newPSICmd(lookup, strings.NewReader(""), &out, &errb))
-	root.SetArgs(append([]string{"psi"}, args...))
-	code := 0
-	if err := root.ExecuteContext(context.Background()); err != nil {
-		fmt.Fprintln(&errb, "fedrisk:", err)
-		code = exitFailure
-		var ue *usageError
-		if asUsage(err, &ue) {
-			code = exitBadUsage
-		}
-	}
-	return code, out.String(), errb.String()
-}
-
-func asUsage(err error, target **usageError) bool {
-	for err != nil {
-		if u, ok := err.(*usageError); ok {
-			*target = u
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
+	return runCLI(t, nil, append([]string{"psi"}, args...)...)
 }
 
 // startPSINode runs a node with only the psi service on plain HTTP.
@@ -170,7 +134,8 @@ func TestPSICommands(t *testing.T) {
 		{"peer url", []string{"run", "--peer", "https://partner:7001", "--input", outFile}, "not a URL"},
 		{"no input", []string{"run", "--peer", "partner"}, "exactly one of --input"},
 		{"missing file", []string{"run", "--peer", "partner", "--input", filepath.Join(dir, "nope.csv")}, "--input"},
-		{"bad mode", []string{"run", "--peer", "partner", "--input", outFile, "--mode", "both"}, "--mode"},
+		{"bad mode", []string{"run", "--peer", "partner", "--input", outFile, "--mode", "union"}, "--mode"},
+		{"host out outside both", []string{"run", "--role", "host", "--peer", "partner", "--input", outFile, "--out", "x.csv"}, "--out"},
 		{"cardinality out", []string{"run", "--peer", "partner", "--input", outFile, "--mode", "cardinality", "--out", "x.csv"}, "--out"},
 		{"bad id", []string{"status", "123"}, "not a PSI job id"},
 		{"two ids", []string{"cancel", "a", "b"}, "accepts 1 arg"},
@@ -187,5 +152,67 @@ func TestPSICommands(t *testing.T) {
 	code, _, errOut = runPSI(t, "run", "--server", guest, "--peer", "partner", "--input", filepath.Join(dir, "guest.csv"), "--poll", "50ms", "--quiet")
 	if code != 1 || !strings.Contains(errOut, "no pending host job") {
 		t.Errorf("failing job: %d %s", code, errOut)
+	}
+}
+
+// TestPSIBothCommands runs mode both through the CLI on both sides: each
+// operator writes its own rows of the intersection.
+func TestPSIBothCommands(t *testing.T) {
+	host := startPSINode(t, "partner", "host", []config.Peer{{Name: "bank", URL: "http://127.0.0.1:1"}})
+	guest := startPSINode(t, "bank", "guest", []config.Peer{{Name: "partner", URL: host}})
+	dir := t.TempDir()
+	var g, h strings.Builder
+	g.WriteString("id\n")
+	h.WriteString("id\n")
+	for i := range 200 {
+		fmt.Fprintf(&g, "ID-%d\n", i)
+	}
+	for i := 150; i < 260; i++ { // rows 0..49 of the host are in the intersection
+		fmt.Fprintf(&h, "ID-%d\n", i)
+	}
+	os.WriteFile(filepath.Join(dir, "guest.csv"), []byte(g.String()), 0o600)
+	os.WriteFile(filepath.Join(dir, "host.csv"), []byte(h.String()), 0o600)
+	hostOut, guestOut := filepath.Join(dir, "host-out.csv"), filepath.Join(dir, "guest-out.csv")
+
+	hostDone := make(chan [3]string, 1)
+	go func() {
+		code, out, errOut := runPSI(t, "run", "--server", host, "--role", "host", "--peer", "bank", "--mode", "both", "--input", filepath.Join(dir, "host.csv"), "--out", hostOut, "--poll", "50ms")
+		hostDone <- [3]string{fmt.Sprint(code), out, errOut}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ := runPSI(t, "list", "--server", host, "--status", "pending")
+		if strings.Contains(out, "both") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the host job did not appear")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, out, errOut := runPSI(t, "run", "--server", guest, "--peer", "partner", "--mode", "both", "--input", filepath.Join(dir, "guest.csv"), "--out", guestOut, "--poll", "50ms")
+	if code != 0 || !strings.Contains(out, "done: intersection 50 of 200 identifiers (partner has 110)") || !strings.Contains(out, "wrote 50 rows") {
+		t.Fatalf("guest run: %d\n%s\n%s", code, out, errOut)
+	}
+	select {
+	case r := <-hostDone:
+		if r[0] != "0" || !strings.Contains(r[1], "done: intersection 50 of 110 identifiers, as revealed by bank (its set: 200)") || !strings.Contains(r[1], "wrote 50 rows") {
+			t.Fatalf("host run: %v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the host's psi run did not end")
+	}
+	for _, c := range []struct {
+		path        string
+		first, last string
+	}{{guestOut, "150,ID-150", "199,ID-199"}, {hostOut, "0,ID-150", "49,ID-199"}} {
+		data, err := os.ReadFile(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) != 51 || lines[0] != "row,id" || lines[1] != c.first || lines[50] != c.last {
+			t.Errorf("%s: %d lines, %q ... %q", c.path, len(lines), lines[1], lines[len(lines)-1])
+		}
 	}
 }

@@ -44,6 +44,7 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newTokensCmd(lookup, stdout, stderr),
 		newPSICmd(lookup, stdin, stdout, stderr),
 		newBenchCmd(stdout, stderr),
+		newFeaturesCmd(lookup, stdout, stderr),
 	)
 	return root
 }

@@ -102,11 +102,33 @@ func (db *DB) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case have > Latest():
+	if have > Latest() {
 		return tooNew(have)
-	case have < Latest():
-		return fmt.Errorf("%w: database at version %d, binary needs %d; run `fedrisk migrate` or set migrate_on_start", ErrNotMigrated, have, Latest())
+	}
+	applied := map[int]bool{}
+	if have > 0 {
+		rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return fmt.Errorf("schema version: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int
+			if err := rows.Scan(&v); err != nil {
+				return fmt.Errorf("schema version: %w", err)
+			}
+			applied[v] = true
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("schema version: %w", err)
+		}
+	}
+	// Every migration must be there, not only the highest: one merged
+	// from a parallel branch may have a lower number.
+	for _, m := range Migrations() {
+		if !applied[m.Version] {
+			return fmt.Errorf("%w: migration %04d_%s not applied (database at %d, binary %d); run `fedrisk migrate` or set migrate_on_start", ErrNotMigrated, m.Version, m.Name, have, Latest())
+		}
 	}
 	return nil
 }

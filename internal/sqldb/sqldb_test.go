@@ -135,3 +135,14 @@ func TestRebind(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+func TestCheckFindsAGap(t *testing.T) {
+	ctx := context.Background()
+	db := sqldbtest.OpenSQLite(t, true)
+	if _, err := db.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Check(ctx); !errors.Is(err, sqldb.ErrNotMigrated) || !strings.Contains(err.Error(), "0001_node") {
+		t.Errorf("Check = %v, want the missing 0001 named", err)
+	}
+}

@@ -38,6 +38,9 @@ type Service interface {
 	DeleteSubject(ctx context.Context, subject, actor string) (consent.DeleteResult, error)
 	IssueToken(ctx context.Context, consentID, actor string) (consent.Token, error)
 	Verify(ctx context.Context, token string, want consent.Expect, actor string) (consent.Claims, error)
+	// FilterUsable reports, for each raw identifier, whether its subject has
+	// a usable consent for (party, purpose).
+	FilterUsable(ctx context.Context, party, purpose string, subjects []string) ([]bool, error)
 }
 
 // JWKSource publishes the public keys.
@@ -144,6 +147,9 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+p+"/subjects/consents", a.with(analyst, a.listSubject))
 	mux.HandleFunc("POST "+p+"/subjects/export", a.with(operator, a.export))
 	mux.HandleFunc("POST "+p+"/subjects/delete", a.with(admin, a.deleteSubject))
+	// Which of a list of subjects may take part in a PSI job for (party,
+	// purpose): what analysts may read anyway, never for peers.
+	mux.HandleFunc("POST "+p+"/subjects/filter", a.with(analyst, a.filterSubjects))
 
 	mux.HandleFunc("POST "+p+"/tokens/introspect", a.with(partner, a.introspect))
 	mux.HandleFunc("GET "+p+"/revocations", a.with(partner, a.revocationStream))

@@ -64,11 +64,16 @@ func start(t testing.TB, authRequired bool) *fixture {
 
 func startOn(t testing.TB, db *sqldb.DB, dir string, authRequired bool) *fixture {
 	t.Helper()
+	return startWith(t, db, dir, authRequired, 16<<10, slog.New(slog.DiscardHandler))
+}
+
+// startWith serves the consent service with a body limit and a logger.
+func startWith(t testing.TB, db *sqldb.DB, dir string, authRequired bool, maxBody int64, log *slog.Logger) *fixture {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir, cfg.AuthRequired = dir, authRequired
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
-	log := slog.New(slog.DiscardHandler)
 	svc, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +81,7 @@ func startOn(t testing.TB, db *sqldb.DB, dir string, authRequired bool) *fixture
 	t.Cleanup(func() { svc.Close() })
 	mux := http.NewServeMux()
 	svc.Mount(mux)
-	h := web.Middleware{Service: "consent", Log: log, Metrics: web.NewMetrics(prometheus.NewRegistry()), MaxBodyBytes: 16 << 10}.Wrap(mux)
+	h := web.Middleware{Service: "consent", Log: log, Metrics: web.NewMetrics(prometheus.NewRegistry()), MaxBodyBytes: maxBody}.Wrap(mux)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, url: srv.URL, svc: svc, db: db, dir: dir}

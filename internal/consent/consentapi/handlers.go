@@ -51,6 +51,23 @@ type SubjectBody struct {
 	Subject string `json:"subject"`
 }
 
+// MaxFilterSubjects bounds the subjects of one filter call.
+const MaxFilterSubjects = 10000
+
+// FilterBody asks which subjects have a usable consent for data from party
+// under purpose (POST /consent/v1/subjects/filter).
+type FilterBody struct {
+	Party    string   `json:"party"`
+	Purpose  string   `json:"purpose"`
+	Subjects []string `json:"subjects"` // raw identifiers, at most MaxFilterSubjects
+}
+
+// FilterAnswer is the answer: Usable[i] is for Subjects[i]; malformed
+// identifiers are false.
+type FilterAnswer struct {
+	Usable []bool `json:"usable"`
+}
+
 // IntrospectBody asks whether a token is valid for an audience and purpose.
 type IntrospectBody struct {
 	Token    string `json:"token"`
@@ -253,6 +270,32 @@ func (a *API) deleteSubject(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	web.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// filterSubjects answers which of up to MaxFilterSubjects identifiers have
+// a usable consent for (party, purpose). The identifiers are neither logged
+// nor stored, and errors never quote them.
+func (a *API) filterSubjects(w http.ResponseWriter, r *http.Request) error {
+	var b FilterBody
+	if err := web.DecodeJSON(r, &b); err != nil {
+		return err
+	}
+	switch {
+	case b.Subjects == nil:
+		return web.Errorf(http.StatusBadRequest, "invalid_field", "subjects is required (a list of identifiers)")
+	case len(b.Subjects) > MaxFilterSubjects:
+		return web.Errorf(http.StatusBadRequest, "too_many_subjects", "at most %d subjects per call, got %d", MaxFilterSubjects, len(b.Subjects))
+	}
+	usable, err := a.svc.FilterUsable(r.Context(), b.Party, b.Purpose, b.Subjects)
+	if err != nil {
+		return err
+	}
+	if len(usable) != len(b.Subjects) {
+		return fmt.Errorf("filter: %d answers for %d subjects", len(usable), len(b.Subjects))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	web.WriteJSON(w, http.StatusOK, FilterAnswer{Usable: usable})
 	return nil
 }
 

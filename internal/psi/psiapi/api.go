@@ -6,8 +6,11 @@
 // AUTH_REQUIRED is false).
 //
 // The peer API (/psi/v1/peer/...) is what the guest's psi service calls at
-// the host's: JSON for the handshake, binary application/octet-stream
-// bodies of exactly the agreed size for batches, JSON errors. Only
+// the host's: JSON for the handshake and the finish, binary
+// application/octet-stream bodies of exactly the agreed size for batches
+// (32-byte points; in both-learn mode the reveal batches of 4-byte
+// big-endian host positions, at most the session's batch size), JSON
+// errors. Only
 // registered peers may call it, identified by their verified mutual-TLS
 // client certificate (pki.PeerParty); a node without TLS accepts peers on
 // the loopback interface only, naming themselves in the X-Fedrisk-Party
@@ -52,7 +55,8 @@ type Sessions interface {
 	GuestBatch(ctx context.Context, party, id string, batch int, points []byte) ([]byte, error)
 	ShuffledTags(ctx context.Context, party, id string, batch int) ([]byte, error)
 	HostBatch(ctx context.Context, party, id string, batch int) ([]byte, error)
-	Finish(ctx context.Context, party, id string) error
+	Reveal(ctx context.Context, party, id string, batch int, positions []int) error
+	Finish(ctx context.Context, party, id string, f psijob.FinishRequest) error
 	Cancel(ctx context.Context, party, id, code, reason string) error
 	Abort(ctx context.Context, party, id string, cause error) error
 }
@@ -105,13 +109,14 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+p+"/jobs", a.with(analyst, a.listJobs))
 	mux.HandleFunc("GET "+p+"/jobs/{id}", a.with(analyst, a.getJob))
 	mux.HandleFunc("POST "+p+"/jobs/{id}/cancel", a.with(operator, a.cancelJob))
-	// The CSV holds identifiers: operators only.
+	// The CSV holds identifiers: operators only. A host has one in mode both.
 	mux.HandleFunc("GET "+p+"/jobs/{id}/result.csv", a.with(operator, a.resultCSV))
 
 	mux.HandleFunc("POST "+p+"/peer/sessions", a.peer(a.open))
 	mux.HandleFunc("PUT "+p+"/peer/sessions/{session}/guest/{batch}", a.peer(a.guestBatch))
 	mux.HandleFunc("GET "+p+"/peer/sessions/{session}/shuffled/{batch}", a.peer(a.shuffled))
 	mux.HandleFunc("GET "+p+"/peer/sessions/{session}/host/{batch}", a.peer(a.hostBatch))
+	mux.HandleFunc("PUT "+p+"/peer/sessions/{session}/reveal/{batch}", a.peer(a.reveal))
 	mux.HandleFunc("POST "+p+"/peer/sessions/{session}/finish", a.peer(a.finish))
 	mux.HandleFunc("POST "+p+"/peer/sessions/{session}/cancel", a.peer(a.cancelSession))
 }

@@ -167,13 +167,31 @@ func (c *Client) HostBatch(ctx context.Context, session string, batch int) ([]by
 	return data, err
 }
 
+// Reveal implements psijob.Peer.
+func (c *Client) Reveal(ctx context.Context, session string, batch int, positions []int) error {
+	p, err := sessionPath(session, fmt.Sprintf("/reveal/%d", batch))
+	if err != nil {
+		return err
+	}
+	body, err := EncodePositions(positions)
+	if err != nil {
+		return err
+	}
+	_, _, err = c.do(ctx, http.MethodPut, p, OctetStream, body)
+	return err
+}
+
 // Finish implements psijob.Peer.
-func (c *Client) Finish(ctx context.Context, session string) error {
+func (c *Client) Finish(ctx context.Context, session string, f psijob.FinishRequest) error {
 	p, err := sessionPath(session, "/finish")
 	if err != nil {
 		return err
 	}
-	_, _, err = c.do(ctx, http.MethodPost, p, "", nil)
+	body, err := json.Marshal(FinishBody{RevealBatches: f.RevealBatches, Revealed: f.Revealed})
+	if err != nil {
+		return err
+	}
+	_, _, err = c.do(ctx, http.MethodPost, p, "application/json", body)
 	return err
 }
 

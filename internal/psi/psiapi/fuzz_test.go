@@ -19,6 +19,7 @@ import (
 func FuzzOpenBody(f *testing.F) {
 	f.Add([]byte(`{"version":1,"mode":"intersection","guest_count":10,"batch_size":4096,"normalization":"fedrisk-psi-norm-v1;trim=1;casefold=0;phone="}`))
 	f.Add([]byte(`{"version":1,"session":"0123456789abcdef0123456789abcdef","mode":"cardinality","purpose":"credit_risk_assessment","guest_count":0,"batch_size":1,"normalization":"x"}`))
+	f.Add([]byte(`{"version":1,"mode":"both","guest_count":3,"batch_size":8,"normalization":"x"}`))
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(`{"version":1,"guest_count":-1}`))
 	f.Add([]byte(`{"version":1,"mode":"intersection","guest_count":1e99}`))
@@ -43,7 +44,7 @@ func FuzzOpenBody(f *testing.F) {
 		}
 		if req.Version != psijob.ProtocolVersion || req.GuestCount < 0 || req.GuestCount > psijob.MaxSetSize ||
 			req.BatchSize < 1 || req.BatchSize > psijob.MaxBatchSize || req.Normalization == "" ||
-			(req.Mode != psijob.ModeIntersection && req.Mode != psijob.ModeCardinality) ||
+			(req.Mode != psijob.ModeIntersection && req.Mode != psijob.ModeCardinality && req.Mode != psijob.ModeBoth) ||
 			(req.Session != "" && !psijob.ValidSessionID(req.Session)) {
 			t.Fatalf("accepted an out-of-range handshake: %+v", req)
 		}
@@ -68,6 +69,41 @@ func FuzzBatchBody(f *testing.F) {
 		}
 		if len(got) == 0 || len(got)%psijob.PointBytes != 0 || len(got) > limit || !bytes.Equal(got, body) {
 			t.Fatalf("accepted %d bytes (limit %d)", len(got), limit)
+		}
+	})
+}
+
+// FuzzRevealBody: a reveal body is refused or decodes to a non-empty list
+// of positions that encodes back to the same bytes.
+func FuzzRevealBody(f *testing.F) {
+	f.Add("application/octet-stream", []byte{0, 0, 0, 1, 0, 0, 0, 7}, 64)
+	f.Add("application/octet-stream", []byte{0xff, 0xff, 0xff, 0xff}, 64)
+	f.Add("application/octet-stream", make([]byte, 5), 64)
+	f.Add("application/octet-stream", []byte{}, 64)
+	f.Add("text/plain", make([]byte, 8), 64)
+	f.Add("application/octet-stream", make([]byte, 68), 64)
+	f.Fuzz(func(t *testing.T, ct string, body []byte, limit int) {
+		if limit < 0 || limit > 1<<20 {
+			return
+		}
+		pos, err := psiapi.ReadRevealBody(ct, bytes.NewReader(body), limit)
+		if err != nil {
+			var we *web.Error
+			if !errors.Is(err, psijob.ErrProtocol) && !errors.Is(err, psijob.ErrBatchTooLarge) && !errors.As(err, &we) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		if len(pos) == 0 || len(body) > limit || len(pos)*psijob.PositionBytes != len(body) {
+			t.Fatalf("accepted %d positions from %d bytes (limit %d)", len(pos), len(body), limit)
+		}
+		for _, p := range pos {
+			if p < 0 || p > 1<<32-1 {
+				t.Fatalf("position %d", p)
+			}
+		}
+		if enc, err := psiapi.EncodePositions(pos); err == nil && !bytes.Equal(enc, body) {
+			t.Fatalf("round trip %x -> %v -> %x", body, pos, enc)
 		}
 	})
 }

@@ -35,7 +35,7 @@ type CreateJobBody struct {
 	PeerJob       string             `json:"peer_job,omitempty"`
 	Input         InputBody          `json:"input"`
 	Purpose       string             `json:"purpose,omitempty"`
-	Mode          string             `json:"mode,omitempty"`          // intersection (default) or cardinality
+	Mode          string             `json:"mode,omitempty"`          // intersection (default), cardinality or both
 	Normalization *NormalizationBody `json:"normalization,omitempty"` // default: trim only
 	BatchSize     int                `json:"batch_size,omitempty"`
 }
@@ -195,7 +195,8 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 // resultCSV streams the intersection: "row,id" (row: 0-based data row of
-// the guest's input; id: the normalised identifier).
+// the job's input — the guest's, or the host's in mode both; id: the
+// normalised identifier).
 func (a *API) resultCSV(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var cw *csv.Writer

@@ -1,6 +1,7 @@
 package psiapi
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,13 @@ type OpenAnswer struct {
 	Resumed   bool   `json:"resumed,omitempty"`
 }
 
+// FinishBody ends a session; in both-learn mode it says how many reveal
+// batches and positions the guest sent. An empty body means none.
+type FinishBody struct {
+	RevealBatches int `json:"reveal_batches"`
+	Revealed      int `json:"revealed"`
+}
+
 // CancelBody ends a session with a reason.
 type CancelBody struct {
 	Code   string `json:"code"` // "cancelled" or "aborted"
@@ -54,6 +62,10 @@ func openBody(r psijob.OpenRequest) OpenBody {
 
 // MaxBatchBody is the largest batch body the peer API reads.
 const MaxBatchBody = psijob.MaxBatchSize * psijob.PointBytes
+
+// MaxRevealBody is the largest reveal body the peer API reads (the
+// session's batch size bounds it further).
+const MaxRevealBody = psijob.MaxBatchSize * psijob.PositionBytes
 
 // OctetStream is the content type of batch bodies.
 const OctetStream = "application/octet-stream"
@@ -142,6 +154,69 @@ func (a *API) guestBatch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// ReadRevealBody reads a reveal batch: application/octet-stream, at most
+// limit bytes, a non-empty whole number of 4-byte big-endian positions.
+// Oversized bodies wrap psijob.ErrBatchTooLarge, others psijob.ErrProtocol.
+// The order and range of the positions are the session's to check.
+func ReadRevealBody(contentType string, body io.Reader, limit int) ([]int, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != OctetStream {
+		return nil, web.Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "reveal bodies must be %s", OctetStream)
+	}
+	b, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: the body exceeds the node's limit of %d bytes", psijob.ErrBatchTooLarge, mbe.Limit)
+		}
+		return nil, fmt.Errorf("read reveal: %w", err)
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%w: the body exceeds %d bytes", psijob.ErrBatchTooLarge, limit)
+	}
+	if len(b) == 0 || len(b)%psijob.PositionBytes != 0 {
+		return nil, fmt.Errorf("%w: a reveal of %d bytes is not a whole number of %d-byte positions", psijob.ErrProtocol, len(b), psijob.PositionBytes)
+	}
+	out := make([]int, len(b)/psijob.PositionBytes)
+	for i := range out {
+		out[i] = int(binary.BigEndian.Uint32(b[i*psijob.PositionBytes:]))
+	}
+	return out, nil
+}
+
+// EncodePositions is the wire form of a reveal batch. Positions must be in
+// 0..MaxSetSize.
+func EncodePositions(positions []int) ([]byte, error) {
+	out := make([]byte, 0, len(positions)*psijob.PositionBytes)
+	for _, p := range positions {
+		if p < 0 || p >= psijob.MaxSetSize {
+			return nil, fmt.Errorf("position %d out of range", p)
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(p))
+	}
+	return out, nil
+}
+
+func (a *API) reveal(w http.ResponseWriter, r *http.Request) error {
+	session, batch, err := pathBatch(r)
+	if err != nil {
+		return err
+	}
+	party := peerOf(r.Context())
+	positions, err := ReadRevealBody(r.Header.Get("Content-Type"), r.Body, MaxRevealBody)
+	if err != nil {
+		if errors.Is(err, psijob.ErrBatchTooLarge) || errors.Is(err, psijob.ErrProtocol) {
+			return a.sessions.Abort(r.Context(), party, session, fmt.Errorf("reveal batch %d: %w", batch, err))
+		}
+		return err
+	}
+	if err := a.sessions.Reveal(r.Context(), party, session, batch, positions); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func writeBinary(w http.ResponseWriter, b []byte) {
 	w.Header().Set("Content-Type", OctetStream)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -180,7 +255,17 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request) error {
 	if !psijob.ValidSessionID(session) {
 		return web.Errorf(http.StatusNotFound, psijob.CodeSessionNotFound, "no such session")
 	}
-	if err := a.sessions.Finish(r.Context(), peerOf(r.Context()), session); err != nil {
+	var b FinishBody
+	if r.ContentLength != 0 {
+		if err := web.DecodeJSON(r, &b); err != nil {
+			return err
+		}
+		if b.RevealBatches < 0 || b.Revealed < 0 || b.RevealBatches > psijob.MaxSetSize || b.Revealed > psijob.MaxSetSize {
+			return web.Errorf(http.StatusBadRequest, psijob.CodeProtocol, "reveal_batches and revealed must be 0..%d", psijob.MaxSetSize)
+		}
+	}
+	f := psijob.FinishRequest{RevealBatches: b.RevealBatches, Revealed: b.Revealed}
+	if err := a.sessions.Finish(r.Context(), peerOf(r.Context()), session, f); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -3,29 +3,50 @@
 // drives a job through a Peer batch by batch with a checkpoint after every
 // batch, and the host's Sessions, which answer a registered guest.
 //
-// The protocol of one session (ECDH-PSI over ristretto255; only the guest
-// learns the intersection, or in cardinality mode only its size):
+// The protocol of one session (ECDH-PSI over ristretto255):
 //
 //  1. Open: the guest sends its set size, batch size, mode, purpose and
-//     the fingerprint of its normalisation; the host refuses a mismatch,
-//     binds the session to the guest's party and answers with an
-//     unguessable session id, its own set size and the tag length
-//     psi.TagBytes(n, m).
+//     the fingerprint of its normalisation; the host refuses a mismatch
+//     (its job must have been created for the same mode, except that an
+//     intersection job also serves a cardinality guest), binds the session
+//     to the guest's party and answers with an unguessable session id, its
+//     own set size and the tag length psi.TagBytes(n, m).
 //  2. Guest batches: the guest sends A_i = a·H(x_i), ≤ BatchSize points per
 //     message; the host answers T(b·A_i) in the same order (in cardinality
 //     mode it keeps the tags and later serves them in a shuffled order, so
 //     the guest cannot tell which of its elements matched).
-//  3. Host batches: the host serves B_j = b·H(y_j) in a cryptographically
-//     shuffled order, computed lazily per batch; the guest computes
+//  3. Host batches: the host serves B_j = b·H(y_π(j)) in a cryptographically
+//     shuffled order π, computed lazily per batch; the guest computes
 //     T(a·B_j) and matches it against its tags.
-//  4. Finish (or Cancel, with a reason, from either side).
+//  4. Both-learn mode only (ModeBoth): the guest sends the positions j (in
+//     the host's shuffled order) that matched, ascending, ≤ BatchSize per
+//     message; each reveal batch is idempotent (a replay with the same
+//     content is answered again, other content aborts the session) and a
+//     position outside 0..m-1 aborts the session.
+//  5. Finish (with, in both-learn mode, the number of reveal batches and
+//     positions, which the host checks), or Cancel, with a reason, from
+//     either side. In both-learn mode the host then maps the positions
+//     through π to its own rows and stores its result like the guest's.
+//
+// Who learns what: in ModeIntersection the guest learns which of its rows
+// the host has and the host only the guest's set size; in ModeCardinality
+// the guest learns only how many; in ModeBoth the guest learns its rows of
+// the intersection and then deliberately reveals the intersection to the
+// host, which is the purpose of that mode: both parties end with their own
+// rows of it. The model is semi-honest: the host believes the guest's
+// report, so a malicious guest could claim fewer matches than it found (or
+// none) and the host cannot tell; it can detect only positions that do not
+// exist, repeated positions and more positions than the guest has
+// elements. A host that must not depend on the guest's honesty runs an
+// intersection job as the guest instead.
 //
 // Everything a restart needs survives in the Store: the guest's tags of
-// every finished batch, the matches of every finished host batch, and —
-// when the core can marshal keys — both session keys and the host's
-// permutations, encrypted with the node's envelope encryption. A job that
-// dies resumes from its last finished batch; without persistable keys it
-// starts a new session from batch 0.
+// every finished batch, the matches (and, in both-learn mode, the matched
+// host positions) of every finished host batch, the reveal batches the host
+// acknowledged, and — when the core can marshal keys — both session keys
+// and the host's permutations, encrypted with the node's envelope
+// encryption. A job that dies resumes from its last finished batch;
+// without persistable keys it starts a new session from batch 0.
 //
 // This package holds no net/http: the HTTP peer protocol and the client
 // API live in psiapi, the SQL store in psisql, the wiring in psinode.
@@ -68,14 +89,30 @@ func (s Status) Final() bool {
 	return s == StatusDone || s == StatusFailed || s == StatusCancelled
 }
 
-// Mode is what the guest learns.
+// Mode is who learns what.
 type Mode string
 
 // Modes.
 const (
 	ModeIntersection Mode = "intersection" // the guest learns which of its identifiers match
 	ModeCardinality  Mode = "cardinality"  // the guest learns only how many match
+	// ModeBoth: the guest learns which of its identifiers match and
+	// reveals the matches to the host, which learns its own rows of the
+	// intersection too (semi-honest: it trusts the guest's report).
+	ModeBoth Mode = "both"
 )
+
+// Valid reports whether m is one of the modes.
+func (m Mode) Valid() bool {
+	return m == ModeIntersection || m == ModeCardinality || m == ModeBoth
+}
+
+// serves reports whether a host job of mode m may serve a guest asking for
+// mode guest: the same mode, or an intersection job a cardinality guest
+// (who learns less).
+func (m Mode) serves(guest Mode) bool {
+	return m == guest || (m == ModeIntersection && guest == ModeCardinality)
+}
 
 // Input kinds.
 const (
@@ -138,7 +175,7 @@ type Job struct {
 	Session     string // the host's session id
 	TagLen      int
 	InputDigest []byte // digest of the element list the session was opened on
-	KeyID       string // data key of KeyEnc and of the result identifiers
+	KeyID       string // data key of KeyEnc and of the result identifiers (guest; host in ModeBoth)
 	KeyEnc      []byte // the guest's session key, encrypted (nil when not persistable)
 	Owner       string // the runner holding the lease
 	LeaseUntil  time.Time

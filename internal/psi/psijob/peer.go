@@ -12,6 +12,10 @@ const ProtocolVersion = 1
 // PointBytes is the size of an encoded ristretto255 point.
 const PointBytes = 32
 
+// PositionBytes is the size of one revealed host position on the wire (a
+// big-endian uint32; MaxSetSize fits).
+const PositionBytes = 4
+
 // Limits of the protocol.
 const (
 	DefaultBatchSize = 4096
@@ -45,8 +49,8 @@ func (r OpenRequest) Validate() error {
 		return fmt.Errorf("%w: malformed superseded session id", ErrProtocol)
 	case r.HostJob != "" && !ValidJobID(r.HostJob):
 		return fmt.Errorf("%w: malformed host job id", ErrProtocol)
-	case r.Mode != ModeIntersection && r.Mode != ModeCardinality:
-		return fmt.Errorf("%w: mode must be intersection or cardinality", ErrProtocol)
+	case !r.Mode.Valid():
+		return fmt.Errorf("%w: mode must be intersection, cardinality or both", ErrProtocol)
 	case r.Purpose != "" && !purposePattern.MatchString(r.Purpose):
 		return fmt.Errorf("%w: malformed purpose", ErrProtocol)
 	case r.GuestCount < 0 || r.GuestCount > MaxSetSize:
@@ -82,11 +86,24 @@ type Peer interface {
 	ShuffledTags(ctx context.Context, session string, batch int) ([]byte, error)
 	// HostBatch returns one batch of the host's blinded points, shuffled.
 	HostBatch(ctx context.Context, session string, batch int) ([]byte, error)
-	// Finish tells the host the guest is done.
-	Finish(ctx context.Context, session string) error
+	// Reveal sends one batch of the host positions the guest matched
+	// (both-learn mode): 1..BatchSize positions in the host's shuffled
+	// order, ascending. Sending a batch again with the same positions is
+	// harmless.
+	Reveal(ctx context.Context, session string, batch int, positions []int) error
+	// Finish tells the host the guest is done, with what it revealed.
+	Finish(ctx context.Context, session string, f FinishRequest) error
 	// Cancel ends the session at the host with a reason; code is
 	// "cancelled" or a protocol error code.
 	Cancel(ctx context.Context, session, code, reason string) error
+}
+
+// FinishRequest ends a session. In both-learn mode it says how many reveal
+// batches (numbered 0..RevealBatches-1) and positions the guest sent, so the
+// host can tell that none is missing; in the other modes both are 0.
+type FinishRequest struct {
+	RevealBatches int
+	Revealed      int
 }
 
 // PeerDialer returns the Peer of a guest job.

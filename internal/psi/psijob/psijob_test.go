@@ -70,7 +70,19 @@ func (p *localPeer) HostBatch(ctx context.Context, s string, b int) ([]byte, err
 	return p.h.HostBatch(ctx, p.party, s, b)
 }
 
-func (p *localPeer) Finish(ctx context.Context, s string) error { return p.h.Finish(ctx, p.party, s) }
+func (p *localPeer) Reveal(ctx context.Context, s string, b int, positions []int) error {
+	if err := p.before("reveal", b); err != nil {
+		return err
+	}
+	return p.h.Reveal(ctx, p.party, s, b, positions)
+}
+
+func (p *localPeer) Finish(ctx context.Context, s string, f psijob.FinishRequest) error {
+	if err := p.before("finish", -1); err != nil {
+		return err
+	}
+	return p.h.Finish(ctx, p.party, s, f)
+}
 
 func (p *localPeer) Cancel(ctx context.Context, s, code, reason string) error {
 	return p.h.Cancel(ctx, p.party, s, code, reason)
@@ -509,7 +521,7 @@ func TestCreateValidation(t *testing.T) {
 		mut  func(r *psijob.CreateRequest)
 	}{
 		{"unknown peer", func(r *psijob.CreateRequest) { r.Peer = "nobody" }},
-		{"bad mode", func(r *psijob.CreateRequest) { r.Mode = "both" }},
+		{"bad mode", func(r *psijob.CreateRequest) { r.Mode = "union" }},
 		{"relative path", func(r *psijob.CreateRequest) { r.Input.Path = "ids.csv" }},
 		{"missing file", func(r *psijob.CreateRequest) { r.Input.Path = "/nonexistent/ids.csv" }},
 		{"missing column", func(r *psijob.CreateRequest) { r.Input.Column = "phone" }},
@@ -613,7 +625,7 @@ func TestResumeWithPersistedKeys(t *testing.T) {
 	p := newPair(t, opts)
 	guest := append(randomIDs("g", 100), randomIDs("c", 60)...)
 	host := append(slices.Clone(guest[100:]), randomIDs("h", 50)...)
-	for _, mode := range []psijob.Mode{psijob.ModeIntersection, psijob.ModeCardinality} {
+	for _, mode := range []psijob.Mode{psijob.ModeIntersection, psijob.ModeCardinality, psijob.ModeBoth} {
 		t.Run(string(mode), func(t *testing.T) {
 			g, h := p.jobs(t, guest, host, mode)
 			restart := func() {
@@ -664,9 +676,303 @@ func TestResumeWithPersistedKeys(t *testing.T) {
 			if hj, _ := p.host.store.GetJob(context.Background(), h.ID); hj.Status != psijob.StatusDone {
 				t.Errorf("host job %s", hj.Status)
 			}
+			if mode == psijob.ModeBoth { // the restored host session maps the reveals to its rows
+				wantHost, _ := reference(host, guest)
+				if rows, _ := exported(t, p.host, h.ID); !slices.Equal(rows, wantHost) {
+					t.Errorf("host rows %v, want %v", rows, wantHost)
+				}
+			}
 			if j.KeyEnc != nil {
 				t.Error("the finished job kept its session key")
 			}
 		})
+	}
+}
+
+// TestBothLearnInProcess: in mode both each party ends with its own rows of
+// the intersection, exactly the plaintext ones.
+func TestBothLearnInProcess(t *testing.T) {
+	common := randomIDs("c", 150)
+	tests := []struct {
+		name        string
+		guest, host []string
+	}{
+		{"overlap", append(randomIDs("g", 100), common...), append(slices.Clone(common[:120]), randomIDs("h", 90)...)},
+		{"duplicates and blanks", append([]string{" x1", "x1", "X1", "", "   ", "x2"}, common[:10]...), append([]string{"q", "x1 ", "x1", "X1", ""}, common[5:30]...)},
+		{"unicode", []string{"张三-110101", "Ölçü", "ß", "😀", "plain"}, []string{"😀", "Ölçü", "张三-110101", "SS"}},
+		{"empty guest", nil, common},
+		{"empty host", common, nil},
+		{"disjoint", randomIDs("a", 70), randomIDs("b", 70)},
+		{"identical", common, common},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPair(t, psijob.Options{BatchSize: 16, Window: 3, ResultChunk: 7})
+			g, h := p.jobs(t, tt.guest, tt.host, psijob.ModeBoth)
+			got, err := p.guest.runner.Run(context.Background(), g.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRows, wantIDs := reference(tt.guest, tt.host)
+			if got.Status != psijob.StatusDone || got.IntersectionSize == nil || *got.IntersectionSize != int64(len(wantRows)) {
+				t.Fatalf("guest job %s (%s), size %v, want %d", got.Status, got.Error, got.IntersectionSize, len(wantRows))
+			}
+			rows, ids := exported(t, p.guest, g.ID)
+			if !slices.Equal(rows, wantRows) || !slices.Equal(ids, wantIDs) {
+				t.Errorf("guest rows %v ids %v\nwant %v %v", rows, ids, wantRows, wantIDs)
+			}
+			hostRows, hostIDs := reference(tt.host, tt.guest)
+			hj, _ := p.host.store.GetJob(context.Background(), h.ID)
+			if hj.Status != psijob.StatusDone || hj.IntersectionSize == nil || *hj.IntersectionSize != int64(len(hostRows)) {
+				t.Fatalf("host job %s (%s), size %v, want %d", hj.Status, hj.Error, hj.IntersectionSize, len(hostRows))
+			}
+			rows, ids = exported(t, p.host, h.ID)
+			if !slices.Equal(rows, hostRows) || !slices.Equal(ids, hostIDs) {
+				t.Errorf("host rows %v ids %v\nwant %v %v", rows, ids, hostRows, hostIDs)
+			}
+			if hr, err := p.host.jobs.Rows(context.Background(), h.ID); err != nil || !slices.Equal(hr, hostRows) {
+				t.Errorf("host Rows: %v %v", hr, err)
+			}
+			sess, _ := p.host.store.GetSession(context.Background(), hj.Session)
+			if reveals, _ := p.host.store.SessionReveals(context.Background(), sess.ID); sess.Status != psijob.SessionDone || len(reveals) != 0 {
+				t.Errorf("session %s with %d reveals kept", sess.Status, len(reveals))
+			}
+		})
+	}
+}
+
+// TestBothLearnResume kills the guest during the reveal: the resumed run
+// sends the missing reveal batches and both results are exact.
+func TestBothLearnResume(t *testing.T) {
+	p := newPair(t, psijob.Options{BatchSize: 8, Window: 1})
+	guest := append(randomIDs("g", 40), randomIDs("c", 60)...)
+	host := append(slices.Clone(guest[40:]), randomIDs("h", 30)...)
+	g, h := p.jobs(t, guest, host, psijob.ModeBoth)
+	ctx, cancel := context.WithCancel(context.Background())
+	var reveals sync.Map
+	p.peer.hook = func(call string, b int) error {
+		if call != "reveal" {
+			return nil
+		}
+		v, _ := reveals.LoadOrStore(b, new(atomic.Int32))
+		v.(*atomic.Int32).Add(1)
+		if b == 3 {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if _, err := p.guest.runner.Run(ctx, g.ID); !errors.Is(err, psijob.ErrInterrupted) {
+		t.Fatalf("killed run: %v", err)
+	}
+	cps, _ := p.guest.store.Checkpoints(context.Background(), g.ID, psijob.PhaseReveal)
+	if len(cps) != 3 {
+		t.Fatalf("%d reveal checkpoints, want 3", len(cps))
+	}
+	p.peer.hook = func(call string, b int) error {
+		if call == "reveal" {
+			v, _ := reveals.LoadOrStore(b, new(atomic.Int32))
+			v.(*atomic.Int32).Add(1)
+		}
+		return nil
+	}
+	j, err := p.guest.runner.Run(context.Background(), g.ID)
+	if err != nil || j.Status != psijob.StatusDone {
+		t.Fatalf("resumed: %v %s %s", err, j.Status, j.Error)
+	}
+	for b := range 3 {
+		v, _ := reveals.Load(b)
+		if n := v.(*atomic.Int32).Load(); n != 1 {
+			t.Errorf("reveal batch %d sent %d times", b, n)
+		}
+	}
+	wantRows, _ := reference(host, guest)
+	rows, _ := exported(t, p.host, h.ID)
+	if !slices.Equal(rows, wantRows) {
+		t.Errorf("host rows after resume: %v, want %v", rows, wantRows)
+	}
+}
+
+func TestModeMismatch(t *testing.T) {
+	tests := []struct{ host, guest psijob.Mode }{
+		{psijob.ModeBoth, psijob.ModeIntersection},
+		{psijob.ModeBoth, psijob.ModeCardinality},
+		{psijob.ModeIntersection, psijob.ModeBoth},
+		{psijob.ModeCardinality, psijob.ModeBoth},
+		{psijob.ModeCardinality, psijob.ModeIntersection},
+	}
+	p := newPair(t, psijob.Options{BatchSize: 8})
+	for _, tt := range tests {
+		t.Run(string(tt.host)+"/"+string(tt.guest), func(t *testing.T) {
+			ctx := context.Background()
+			h, err := p.host.jobs.Create(ctx, psijob.CreateRequest{Role: psijob.RoleHost, Peer: "bank", Mode: tt.host, Normalization: norm,
+				Input: psijob.Input{Kind: psijob.InputCSV, Path: p.host.csv(t, "host.csv", randomIDs("h", 10)), Column: "id"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.host.sessions.Open(ctx, "bank", psijob.OpenRequest{Version: 1, Mode: tt.guest, GuestCount: 10, BatchSize: 8, Normalization: norm.Fingerprint()})
+			if !errors.Is(err, psijob.ErrMismatch) || !strings.Contains(err.Error(), "mode") {
+				t.Fatalf("open: %v", err)
+			}
+			if hj, _ := p.host.store.GetJob(ctx, h.ID); hj.Status != psijob.StatusPending {
+				t.Errorf("the refused host job is %s", hj.Status)
+			}
+			// Through the runner, the guest's job fails with the reason.
+			g, err := p.guest.jobs.Create(ctx, psijob.CreateRequest{Role: psijob.RoleGuest, Peer: "partner", Mode: tt.guest, Normalization: norm,
+				Input: psijob.Input{Kind: psijob.InputCSV, Path: p.guest.csv(t, "guest.csv", randomIDs("g", 10)), Column: "id"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, _ := p.guest.runner.Run(ctx, g.ID)
+			if j.Status != psijob.StatusFailed || !strings.Contains(j.Error, "mode") {
+				t.Errorf("guest job %s: %q", j.Status, j.Error)
+			}
+			if _, err := p.host.jobs.Cancel(ctx, h.ID, "test"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// With one job of each mode pending, the handshake picks the one that fits.
+	guest, host := randomIDs("g", 30), randomIDs("h", 20)
+	host = append(host, guest[:7]...)
+	inter, _ := p.host.jobs.Create(context.Background(), psijob.CreateRequest{Role: psijob.RoleHost, Peer: "bank", Mode: psijob.ModeIntersection, Normalization: norm,
+		Input: psijob.Input{Kind: psijob.InputCSV, Path: p.host.csv(t, "i.csv", host), Column: "id"}})
+	g, h := p.jobs(t, guest, host, psijob.ModeBoth)
+	j, err := p.guest.runner.Run(context.Background(), g.ID)
+	if err != nil || j.Status != psijob.StatusDone || *j.IntersectionSize != 7 {
+		t.Fatalf("guest: %v %s %q", err, j.Status, j.Error)
+	}
+	if hj, _ := p.host.store.GetJob(context.Background(), h.ID); hj.Status != psijob.StatusDone || *hj.IntersectionSize != 7 {
+		t.Errorf("both host job: %s %v", hj.Status, hj.IntersectionSize)
+	}
+	if ij, _ := p.host.store.GetJob(context.Background(), inter.ID); ij.Status != psijob.StatusPending {
+		t.Errorf("the intersection host job was used: %s", ij.Status)
+	}
+}
+
+// TestForgedReveals: whatever breaks the reveal rules aborts the session
+// and fails the host job.
+func TestForgedReveals(t *testing.T) {
+	type step func(ctx context.Context, s *psijob.Sessions, id string) error
+	reveal := func(b int, pos ...int) step {
+		return func(ctx context.Context, s *psijob.Sessions, id string) error {
+			return s.Reveal(ctx, "bank", id, b, pos)
+		}
+	}
+	finish := func(batches, revealed int) step {
+		return func(ctx context.Context, s *psijob.Sessions, id string) error {
+			return s.Finish(ctx, "bank", id, psijob.FinishRequest{RevealBatches: batches, Revealed: revealed})
+		}
+	}
+	tests := []struct {
+		name  string
+		mode  psijob.Mode
+		steps []step // the last one must fail
+	}{
+		{"position out of range", psijob.ModeBoth, []step{reveal(0, 3, 20)}},
+		{"negative position", psijob.ModeBoth, []step{reveal(0, -1)}},
+		{"not ascending", psijob.ModeBoth, []step{reveal(0, 5, 2)}},
+		{"repeated position", psijob.ModeBoth, []step{reveal(0, 2, 2)}},
+		{"empty batch", psijob.ModeBoth, []step{reveal(0)}},
+		{"too many positions", psijob.ModeBoth, []step{reveal(0, 0, 1, 2, 3, 4, 5, 6, 7, 8)}},
+		{"batch beyond the set", psijob.ModeBoth, []step{reveal(3, 1)}},
+		{"replay with other positions", psijob.ModeBoth, []step{reveal(0, 1, 2), reveal(0, 1, 3)}},
+		{"repeat across batches", psijob.ModeBoth, []step{reveal(0, 1, 2), reveal(1, 2), finish(2, 3)}},
+		{"missing batch", psijob.ModeBoth, []step{reveal(1, 9), finish(2, 1)}},
+		{"wrong count", psijob.ModeBoth, []step{reveal(0, 1, 2), finish(1, 3)}},
+		{"more than the guest has", psijob.ModeBoth, []step{finish(1, 11)}},
+		{"reveal outside both mode", psijob.ModeIntersection, []step{reveal(0, 1)}},
+		{"finish with reveals outside both mode", psijob.ModeIntersection, []step{finish(1, 1)}},
+	}
+	p := newPair(t, psijob.Options{BatchSize: 8}) // each case has its own host job
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			_, h := p.jobs(t, randomIDs("g", 10), randomIDs("h", 20), tt.mode)
+			resp, err := p.host.sessions.Open(ctx, "bank", psijob.OpenRequest{Version: 1, Mode: tt.mode, GuestCount: 10, BatchSize: 8, Normalization: norm.Fingerprint()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range tt.steps {
+				err := st(ctx, p.host.sessions, resp.Session)
+				if i < len(tt.steps)-1 {
+					if err != nil {
+						t.Fatalf("step %d: %v", i, err)
+					}
+					continue
+				}
+				if !errors.Is(err, psijob.ErrProtocol) && !errors.Is(err, psijob.ErrBatchTooLarge) {
+					t.Fatalf("last step: %v", err)
+				}
+			}
+			s, _ := p.host.store.GetSession(ctx, resp.Session)
+			hj, _ := p.host.store.GetJob(ctx, h.ID)
+			if s.Status != psijob.SessionAborted || hj.Status != psijob.StatusFailed || hj.IntersectionSize != nil {
+				t.Errorf("session %s, host job %s (%q), size %v", s.Status, hj.Status, hj.Error, hj.IntersectionSize)
+			}
+			if err := p.host.jobs.Export(ctx, h.ID, func(psijob.ResultRow) error { return nil }); !errors.Is(err, psijob.ErrNotDone) && !errors.Is(err, psijob.ErrNoRows) {
+				t.Errorf("export of the failed host job: %v", err)
+			}
+		})
+	}
+	t.Run("identical replay", func(t *testing.T) {
+		ctx := context.Background()
+		_, h := p.jobs(t, randomIDs("g", 10), randomIDs("h", 20), psijob.ModeBoth)
+		resp, err := p.host.sessions.Open(ctx, "bank", psijob.OpenRequest{Version: 1, Mode: psijob.ModeBoth, GuestCount: 10, BatchSize: 8, Normalization: norm.Fingerprint()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := p.host.sessions.Reveal(ctx, "bank", resp.Session, 0, []int{4, 19}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.host.sessions.Reveal(ctx, "telco", resp.Session, 0, []int{4, 19}); !errors.Is(err, psijob.ErrSessionNotFound) {
+			t.Errorf("another party's reveal: %v", err)
+		}
+		for range 2 { // Finish is idempotent too
+			if err := p.host.sessions.Finish(ctx, "bank", resp.Session, psijob.FinishRequest{RevealBatches: 1, Revealed: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hj, _ := p.host.store.GetJob(ctx, h.ID)
+		if hj.Status != psijob.StatusDone || *hj.IntersectionSize != 2 {
+			t.Errorf("host job %s %v", hj.Status, hj.IntersectionSize)
+		}
+	})
+}
+
+// lyingPeer is a malicious guest's transport: it drops every reveal but
+// the first and announces only what it sent. The host cannot tell
+// (semi-honest model): it learns a subset.
+type lyingPeer struct{ *localPeer }
+
+func (l *lyingPeer) Reveal(ctx context.Context, s string, b int, positions []int) error {
+	if b > 0 {
+		return nil
+	}
+	return l.localPeer.Reveal(ctx, s, b, positions)
+}
+
+func (l *lyingPeer) Finish(ctx context.Context, s string, f psijob.FinishRequest) error {
+	if f.RevealBatches > 1 {
+		f = psijob.FinishRequest{RevealBatches: 1, Revealed: 8}
+	}
+	return l.localPeer.Finish(ctx, s, f)
+}
+
+func TestBothLearnTrustsTheGuest(t *testing.T) {
+	p := newPair(t, psijob.Options{BatchSize: 8})
+	common := randomIDs("c", 30)
+	g, h := p.jobs(t, common, common, psijob.ModeBoth)
+	liar := &lyingPeer{p.peer}
+	p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{}, Peers: func(psijob.Job) (psijob.Peer, error) { return liar, nil }, Sealer: p.guest.keys}, psijob.Options{BatchSize: 8})
+	j, err := p.guest.runner.Run(context.Background(), g.ID)
+	if err != nil || j.Status != psijob.StatusDone || *j.IntersectionSize != 30 {
+		t.Fatalf("guest: %v %s %q", err, j.Status, j.Error)
+	}
+	hj, _ := p.host.store.GetJob(context.Background(), h.ID)
+	if hj.Status != psijob.StatusDone || *hj.IntersectionSize != 8 {
+		t.Errorf("host job %s, size %v: it learns what the guest chose to reveal", hj.Status, hj.IntersectionSize)
 	}
 }

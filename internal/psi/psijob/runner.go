@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -329,7 +330,7 @@ func (g *guestRun) total() int64 {
 // resumeProgress counts the items of the finished batches.
 func (g *guestRun) resumeProgress(ctx context.Context) error {
 	var done int64
-	for _, phase := range []int{PhaseGuestTags, PhaseShuffledTags, PhaseHostMatches} {
+	for _, phase := range []int{PhaseGuestTags, PhaseShuffledTags, PhaseHostMatches} { // reveals are not counted
 		cps, err := g.r.store.Checkpoints(ctx, g.job.ID, phase)
 		if err != nil {
 			return err
@@ -350,10 +351,11 @@ func (g *guestRun) resumeProgress(ctx context.Context) error {
 	return g.update(ctx, func(j *Job) { j.DoneItems, j.TotalItems = done, g.total() })
 }
 
-// exchange runs the batches of the session and stores the result.
+// exchange runs the batches of the session and stores the result; in
+// both-learn mode it then reveals the matched host positions.
 func (g *guestRun) exchange(ctx context.Context) error {
 	n := len(g.el.IDs)
-	var matched []int
+	var matched, positions []int
 	if n > 0 && g.m > 0 {
 		g.matcher = psi.NewMatcher(g.tagLen, n)
 		if err := g.guestPhase(ctx); err != nil {
@@ -365,14 +367,25 @@ func (g *guestRun) exchange(ctx context.Context) error {
 			}
 		}
 		var err error
-		if matched, err = g.hostPhase(ctx); err != nil {
+		if matched, positions, err = g.hostPhase(ctx); err != nil {
 			return err
 		}
 	}
 	if err := g.saveResult(ctx, matched); err != nil {
 		return err
 	}
-	if err := g.call(ctx, "finish", func(ctx context.Context) error { return g.peer.Finish(ctx, g.session) }); err != nil {
+	var fin FinishRequest
+	if g.job.Mode == ModeBoth {
+		var err error
+		if fin, err = g.revealPhase(ctx, positions); err != nil {
+			return err
+		}
+	}
+	if err := g.call(ctx, "finish", func(ctx context.Context) error { return g.peer.Finish(ctx, g.session, fin) }); err != nil {
+		if g.job.Mode == ModeBoth {
+			// The host's result is part of the job: without it the job failed.
+			return fmt.Errorf("the host did not take the revealed intersection: %w", err)
+		}
 		// The guest has its result; the host's session will expire.
 		g.log.Warn("could not tell the host the session finished", "err", err)
 	}
@@ -504,28 +517,51 @@ func (g *guestRun) shufflePhase(ctx context.Context) error {
 	})
 }
 
-// hostPhase fetches the host's points, re-blinds and matches them.
-func (g *guestRun) hostPhase(ctx context.Context) ([]int, error) {
+// hostPhase fetches the host's points, re-blinds and matches them. It
+// returns the matched guest indices and, in both-learn mode, the matched
+// host positions (both ascending).
+func (g *guestRun) hostPhase(ctx context.Context) (matchedIdx, positions []int, err error) {
 	n := len(g.el.IDs)
+	both := g.job.Mode == ModeBoth
 	have, err := g.checkpoints(ctx, PhaseHostMatches, g.m)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var havePos map[int][]byte
+	if both {
+		if havePos, err = g.checkpoints(ctx, PhaseHostPositions, g.m); err != nil {
+			return nil, nil, err
+		}
+		for b := range have {
+			if _, ok := havePos[b]; !ok {
+				delete(have, b) // matched before its positions were saved: redo it
+			}
+		}
 	}
 	matched := make([]bool, n)
+	var hostPos []int
 	var mu sync.Mutex
-	mark := func(idx []int) {
+	mark := func(idx, pos []int) {
 		mu.Lock()
 		for _, i := range idx {
 			matched[i] = true
 		}
+		hostPos = append(hostPos, pos...)
 		mu.Unlock()
 	}
 	for b, data := range have {
 		idx, err := decodeInts(data, n)
 		if err != nil {
-			return nil, fmt.Errorf("checkpoint of host batch %d: %w", b, err)
+			return nil, nil, fmt.Errorf("checkpoint of host batch %d: %w", b, err)
 		}
-		mark(idx)
+		var pos []int
+		if both {
+			lo, hi := batchRange(g.m, g.bs, b)
+			if pos, err = decodeInts(havePos[b], hi); err != nil || (len(pos) > 0 && pos[0] < lo) {
+				return nil, nil, fmt.Errorf("checkpoint of host batch %d positions: corrupt", b)
+			}
+		}
+		mark(idx, pos)
 	}
 	err = g.forEach(ctx, g.missing(g.m, have), func(ctx context.Context, b int) error {
 		lo, hi := batchRange(g.m, g.bs, b)
@@ -547,22 +583,35 @@ func (g *guestRun) hostPhase(ctx context.Context) ([]int, error) {
 		if err != nil {
 			return err
 		}
+		var idx, pos []int
 		g.mu.Lock()
-		idx := g.matcher.MatchHost(tags)
+		g.matcher.MatchHostFunc(tags, func(j, i int) {
+			idx = append(idx, i)
+			if l := len(pos); both && (l == 0 || pos[l-1] != lo+j) {
+				pos = append(pos, lo+j)
+			}
+		})
 		g.mu.Unlock()
+		slices.Sort(idx)
+		idx = slices.Compact(idx)
 		for _, i := range idx {
 			if i < 0 || i >= n {
 				return fmt.Errorf("matcher returned index %d of %d", i, n)
 			}
 		}
-		mark(idx)
+		mark(idx, pos)
+		if both {
+			if err := g.r.store.SaveCheckpoint(ctx, Checkpoint{JobID: g.job.ID, Phase: PhaseHostPositions, Batch: b, Session: g.session, Data: encodeInts(pos), CreatedAt: g.r.opts.Now()}); err != nil {
+				return err
+			}
+		}
 		if err := g.r.store.SaveCheckpoint(ctx, Checkpoint{JobID: g.job.ID, Phase: PhaseHostMatches, Batch: b, Session: g.session, Data: encodeInts(idx), CreatedAt: g.r.opts.Now()}); err != nil {
 			return err
 		}
 		return g.progress(ctx, hi-lo)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []int
 	for i, ok := range matched {
@@ -570,14 +619,37 @@ func (g *guestRun) hostPhase(ctx context.Context) ([]int, error) {
 			out = append(out, i)
 		}
 	}
-	return out, nil
+	slices.Sort(hostPos)
+	return out, slices.Compact(hostPos), nil
+}
+
+// revealPhase sends the matched host positions, ascending, in batches of
+// the session's batch size (both-learn mode), each checkpointed once the
+// host acknowledged it, and returns what Finish announces.
+func (g *guestRun) revealPhase(ctx context.Context, positions []int) (FinishRequest, error) {
+	f := FinishRequest{RevealBatches: batchCount(len(positions), g.bs), Revealed: len(positions)}
+	have, err := g.checkpoints(ctx, PhaseReveal, len(positions))
+	if err != nil {
+		return f, err
+	}
+	err = g.forEach(ctx, g.missing(len(positions), have), func(ctx context.Context, b int) error {
+		lo, hi := batchRange(len(positions), g.bs, b)
+		if err := g.call(ctx, fmt.Sprintf("reveal batch %d", b), func(ctx context.Context) error {
+			return g.peer.Reveal(ctx, g.session, b, positions[lo:hi])
+		}); err != nil {
+			return err
+		}
+		g.r.metrics.traffic(RoleGuest, "sent", hi-lo, (hi-lo)*PositionBytes)
+		return g.r.store.SaveCheckpoint(ctx, Checkpoint{JobID: g.job.ID, Phase: PhaseReveal, Batch: b, Session: g.session, Data: []byte{}, CreatedAt: g.r.opts.Now()})
+	})
+	return f, err
 }
 
 // saveResult stores the matched rows (and their identifiers, encrypted) in
 // chunks; a cardinality job stores none.
 func (g *guestRun) saveResult(ctx context.Context, matched []int) error {
 	var chunks []ResultChunk
-	if g.job.Mode == ModeIntersection {
+	if g.job.Mode != ModeCardinality {
 		per := g.r.opts.ResultChunk
 		for c := 0; c*per < len(matched); c++ {
 			part := matched[c*per : min((c+1)*per, len(matched))]
@@ -855,7 +927,7 @@ func (g *guestRun) finishKeys(ctx context.Context, j Job) {
 }
 
 func (g *guestRun) cacheResult(ctx context.Context, j Job) {
-	if g.r.cache == nil || j.Mode != ModeIntersection {
+	if g.r.cache == nil || j.Mode == ModeCardinality {
 		return
 	}
 	var rows []int

@@ -100,8 +100,8 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Job, error) {
 		return s.Create(ctx, r)
 	case r.Peer == "" || !partyPattern.MatchString(r.Peer):
 		return Job{}, invalid("peer", "must be a party name (lowercase letters, digits and '-')")
-	case r.Mode != ModeIntersection && r.Mode != ModeCardinality:
-		return Job{}, invalid("mode", "must be intersection or cardinality")
+	case !r.Mode.Valid():
+		return Job{}, invalid("mode", "must be intersection, cardinality or both")
 	case r.Purpose != "" && !purposePattern.MatchString(r.Purpose):
 		return Job{}, invalid("purpose", "must be a purpose id (lowercase letters, digits and '_')")
 	case r.BatchSize < 1 || r.BatchSize > MaxBatchSize:
@@ -114,7 +114,7 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Job, error) {
 		return Job{}, invalid("peer", "%q is not a registered peer of this node (see the peers setting)", r.Peer)
 	}
 	if r.Role == RoleGuest && r.Purpose != "" && !s.consent {
-		return Job{}, fmt.Errorf("%w: a purpose filters the input by consent, and this node has no consent service in its database", ErrNoConsent)
+		return Job{}, fmt.Errorf("%w: a purpose filters the input by consent, and this node has no consent service in its database and no consent_service_url", ErrNoConsent)
 	}
 	if err := r.Normalization.Validate(); err != nil {
 		return Job{}, invalid("normalization.phone", "must be a country calling code of 1-3 digits, e.g. 86")
@@ -201,15 +201,16 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (Job, error) {
 	return j, nil
 }
 
-// ResultRow is one row of an intersection: the row of the guest's input
-// and its normalised identifier.
+// ResultRow is one row of an intersection: the row of the job's input (the
+// guest's, or the host's in both-learn mode) and its normalised identifier.
 type ResultRow struct {
 	Row int
 	ID  string
 }
 
-// Rows returns the row indices of a finished intersection job (from the
-// cache when it holds them).
+// Rows returns the row indices of a finished job with rows (a guest's
+// intersection or both-learn job, a host's both-learn job), from the cache
+// when it holds them.
 func (s *Service) Rows(ctx context.Context, id string) ([]int, error) {
 	j, err := s.resultJob(ctx, id)
 	if err != nil {
@@ -239,8 +240,8 @@ func (s *Service) Rows(ctx context.Context, id string) ([]int, error) {
 	return rows, nil
 }
 
-// Export calls fn with every row of a finished intersection job, in input
-// order, decrypting the identifiers chunk by chunk.
+// Export calls fn with every row of a finished job with rows (see Rows), in
+// input order, decrypting the identifiers chunk by chunk.
 func (s *Service) Export(ctx context.Context, id string, fn func(ResultRow) error) error {
 	j, err := s.resultJob(ctx, id)
 	if err != nil {
@@ -275,11 +276,11 @@ func (s *Service) resultJob(ctx context.Context, id string) (Job, error) {
 		return Job{}, err
 	}
 	switch {
-	case j.Role != RoleGuest:
-		return Job{}, fmt.Errorf("%w: only the guest learns the intersection", ErrNoRows)
+	case j.Role == RoleHost && j.Mode != ModeBoth:
+		return Job{}, fmt.Errorf("%w: the host learns the intersection only in mode both", ErrNoRows)
 	case j.Status != StatusDone:
 		return Job{}, fmt.Errorf("%w: it is %s", ErrNotDone, j.Status)
-	case j.Mode != ModeIntersection:
+	case j.Mode == ModeCardinality:
 		return Job{}, ErrNoRows
 	}
 	return j, nil

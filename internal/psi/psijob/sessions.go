@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,11 +59,13 @@ type hostSession struct {
 	perm     []int        // position in the served order → host element
 	gperm    []int        // cardinality: shuffled position → guest element
 	elems    []string
+	rows     []int // input row of each element (both-learn: the host's result)
 	dst      []byte
 	shuffled []byte // cardinality: every guest tag in shuffled order, once all arrived
 	served   map[int]bool
 	lastSeen time.Time
 	closed   *ClosedError
+	learnMu  sync.Mutex // serialises concurrent Finish calls computing the host's result
 }
 
 // Open answers a guest's handshake.
@@ -97,8 +100,8 @@ func (h *Sessions) Open(ctx context.Context, party string, r OpenRequest) (OpenR
 	if fp := job.Normalization.Fingerprint(); fp != r.Normalization {
 		return OpenResponse{}, fmt.Errorf("%w: normalisation differs (guest %s, host %s = %s)", ErrMismatch, r.Normalization, fp, describeNorm(job.Normalization))
 	}
-	if job.Mode == ModeCardinality && r.Mode != ModeCardinality {
-		return OpenResponse{}, fmt.Errorf("%w: the host's job allows the guest to learn only the cardinality", ErrMismatch)
+	if !job.Mode.serves(r.Mode) {
+		return OpenResponse{}, modeMismatch(job.Mode, r.Mode)
 	}
 	el, err := LoadElements(ctx, h.inputs, job.Input, job.Normalization, nil)
 	if err != nil {
@@ -166,12 +169,26 @@ func (h *Sessions) Open(ctx context.Context, party string, r OpenRequest) (OpenR
 	if err := h.store.CreateSession(ctx, sess); err != nil {
 		return OpenResponse{}, err
 	}
-	hs := &hostSession{s: sess, key: key, perm: perm, gperm: gperm, elems: el.IDs, dst: psi.DST([]byte(id)), served: map[int]bool{}, lastSeen: now}
+	hs := &hostSession{s: sess, key: key, perm: perm, gperm: gperm, elems: el.IDs, rows: el.Rows, dst: psi.DST([]byte(id)), served: map[int]bool{}, lastSeen: now}
 	h.mu.Lock()
 	h.live[id] = hs
 	h.mu.Unlock()
 	h.log.Info("psi session opened", "job", job.ID, "peer", party, "guest_count", n, "host_count", m, "mode", r.Mode)
 	return OpenResponse{Session: id, HostCount: m, TagLen: sess.TagLen, BatchSize: bs}, nil
+}
+
+// modeMismatch explains why a host job of mode host refuses a guest asking
+// for mode guest.
+func modeMismatch(host, guest Mode) error {
+	switch {
+	case host == ModeCardinality:
+		return fmt.Errorf("%w: the host's job allows the guest to learn only the cardinality (the guest asked for mode %s)", ErrMismatch, guest)
+	case host == ModeBoth:
+		return fmt.Errorf("%w: the host's job is in mode both, where the host learns the intersection too; the guest asked for mode %s", ErrMismatch, guest)
+	case guest == ModeBoth:
+		return fmt.Errorf("%w: the guest asked for mode both (it reveals the intersection to the host); the host's job is in mode %s", ErrMismatch, host)
+	}
+	return fmt.Errorf("%w: the host's job is in mode %s, the guest asked for mode %s", ErrMismatch, host, guest)
 }
 
 func describeNorm(n psi.Normalization) string {
@@ -198,10 +215,22 @@ func (h *Sessions) pickJob(ctx context.Context, party string, r OpenRequest, pre
 	if err != nil {
 		return Job{}, err
 	}
-	for i := len(jobs) - 1; i >= 0; i-- { // oldest first
-		if fits(jobs[i]) {
+	// Oldest first, preferring a job of a mode that serves the guest; a job
+	// of another mode is returned only to be refused with the reason.
+	other := -1
+	for i := len(jobs) - 1; i >= 0; i-- {
+		if !fits(jobs[i]) {
+			continue
+		}
+		if jobs[i].Mode.serves(r.Mode) {
 			return jobs[i], nil
 		}
+		if other < 0 {
+			other = i
+		}
+	}
+	if other >= 0 {
+		return jobs[other], nil
 	}
 	purpose := ""
 	if r.Purpose != "" {
@@ -301,7 +330,7 @@ func (h *Sessions) restore(ctx context.Context, party, id string) (*hostSession,
 		h.close(ctx, id, SessionAborted, SessionCodeAborted, "the host's input changed during the session", StatusFailed)
 		return nil, &ClosedError{Code: SessionCodeAborted, Reason: "the host's input changed during the session"}
 	}
-	hs := &hostSession{s: s, key: key, perm: perms[0], elems: el.IDs, dst: psi.DST([]byte(id)), served: map[int]bool{}, lastSeen: h.opts.Now()}
+	hs := &hostSession{s: s, key: key, perm: perms[0], elems: el.IDs, rows: el.Rows, dst: psi.DST([]byte(id)), served: map[int]bool{}, lastSeen: h.opts.Now()}
 	if s.Mode == ModeCardinality {
 		hs.gperm = perms[1]
 	}
@@ -456,8 +485,53 @@ func (h *Sessions) HostBatch(ctx context.Context, party, id string, batch int) (
 	return points, nil
 }
 
-// Finish ends a session the guest completed.
-func (h *Sessions) Finish(ctx context.Context, party, id string) error {
+// Reveal records one batch of the host positions the guest matched
+// (both-learn mode): 1..BatchSize positions of the host's shuffled order,
+// strictly ascending. A replay with the same positions is accepted again;
+// a batch that does not exist, a position outside the host's set, or a
+// replay with other positions aborts the session.
+func (h *Sessions) Reveal(ctx context.Context, party, id string, batch int, positions []int) error {
+	hs, err := h.get(ctx, party, id)
+	if err != nil {
+		return err
+	}
+	s := hs.s
+	if s.Mode != ModeBoth {
+		return h.abort(ctx, hs, fmt.Errorf("%w: reveals exist only in both-learn mode (the session is in mode %s)", ErrProtocol, s.Mode))
+	}
+	if BatchLen(s.HostCount, s.BatchSize, batch) < 0 {
+		return h.abort(ctx, hs, fmt.Errorf("%w: reveal batch %d does not exist (the host has %d elements in batches of %d)", ErrProtocol, batch, s.HostCount, s.BatchSize))
+	}
+	switch {
+	case len(positions) == 0:
+		return h.abort(ctx, hs, fmt.Errorf("%w: reveal batch %d is empty", ErrProtocol, batch))
+	case len(positions) > s.BatchSize:
+		return h.abort(ctx, hs, fmt.Errorf("%w: reveal batch %d has %d positions, at most %d", ErrBatchTooLarge, batch, len(positions), s.BatchSize))
+	}
+	for i, p := range positions {
+		if p < 0 || p >= s.HostCount {
+			return h.abort(ctx, hs, fmt.Errorf("%w: reveal batch %d: position %d is outside the host's %d elements", ErrProtocol, batch, p, s.HostCount))
+		}
+		if i > 0 && p <= positions[i-1] {
+			return h.abort(ctx, hs, fmt.Errorf("%w: reveal batch %d: positions are not strictly ascending", ErrProtocol, batch))
+		}
+	}
+	stored, existed, err := h.store.RecordReveal(ctx, SessionReveal{Session: id, Batch: batch, Positions: positions})
+	if err != nil {
+		return err
+	}
+	if existed && !slices.Equal(stored.Positions, positions) {
+		return h.abort(ctx, hs, fmt.Errorf("%w: reveal batch %d was sent again with other positions", ErrProtocol, batch))
+	}
+	h.metrics.traffic(RoleHost, "received", len(positions), len(positions)*PositionBytes)
+	hs.touch(h.opts.Now())
+	return nil
+}
+
+// Finish ends a session the guest completed. In both-learn mode the host
+// first checks the guest's reveal summary against the reveal batches it
+// received and stores its own result.
+func (h *Sessions) Finish(ctx context.Context, party, id string, f FinishRequest) error {
 	hs, err := h.get(ctx, party, id)
 	if err != nil {
 		var ce *ClosedError
@@ -466,12 +540,119 @@ func (h *Sessions) Finish(ctx context.Context, party, id string) error {
 		}
 		return err
 	}
+	if hs.s.Mode == ModeBoth {
+		if err := h.learn(ctx, hs, f); err != nil {
+			if errors.Is(err, ErrProtocol) {
+				return h.abort(ctx, hs, err)
+			}
+			return err
+		}
+	} else if f.RevealBatches != 0 || f.Revealed != 0 {
+		return h.abort(ctx, hs, fmt.Errorf("%w: the guest announced reveals outside both-learn mode", ErrProtocol))
+	}
 	h.close(ctx, id, SessionDone, SessionCodeDone, "finished", StatusDone)
 	j, err := h.store.GetJob(ctx, hs.s.JobID)
 	if err == nil && j.Status == StatusDone {
 		h.metrics.finished(RoleHost, j.FinishedAt.Sub(j.StartedAt))
 	}
 	h.log.Info("psi session finished", "job", hs.s.JobID, "peer", party)
+	return nil
+}
+
+// learn computes and stores the host's result of a both-learn session: the
+// revealed positions mapped through the permutation to the host's rows,
+// with the identifiers encrypted under the host job's data key, as the
+// guest stores its result. Errors wrapping ErrProtocol are the guest's.
+func (h *Sessions) learn(ctx context.Context, hs *hostSession, f FinishRequest) error {
+	hs.learnMu.Lock()
+	defer hs.learnMu.Unlock()
+	s := hs.s
+	if f.RevealBatches < 0 || f.Revealed < 0 || f.Revealed > min(s.GuestCount, s.HostCount) {
+		return fmt.Errorf("%w: the guest announced %d revealed positions; the sets have %d and %d elements", ErrProtocol, f.Revealed, s.GuestCount, s.HostCount)
+	}
+	reveals, err := h.store.SessionReveals(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	if len(reveals) != f.RevealBatches {
+		return fmt.Errorf("%w: the guest announced %d reveal batches, %d arrived", ErrProtocol, f.RevealBatches, len(reveals))
+	}
+	elems := make([]int, 0, f.Revealed)
+	last := -1
+	for i, rv := range reveals {
+		if rv.Batch != i {
+			return fmt.Errorf("%w: reveal batch %d is missing", ErrProtocol, i)
+		}
+		for _, p := range rv.Positions {
+			if p <= last || p >= len(hs.perm) {
+				return fmt.Errorf("%w: reveal batch %d repeats a position or is out of order", ErrProtocol, i)
+			}
+			last = p
+			elems = append(elems, hs.perm[p])
+		}
+	}
+	if len(elems) != f.Revealed {
+		return fmt.Errorf("%w: the guest announced %d revealed positions, %d arrived", ErrProtocol, f.Revealed, len(elems))
+	}
+	// Elements are in input order (first occurrences), so sorting them
+	// sorts the rows.
+	slices.Sort(elems)
+
+	j, err := h.store.GetJob(ctx, s.JobID)
+	if err != nil {
+		return fmt.Errorf("store the host's result: %w", err)
+	}
+	if j.Status != StatusRunning || j.Session != s.ID {
+		return &ClosedError{Code: SessionCodeAborted, Reason: fmt.Sprintf("the host's job is %s", j.Status)}
+	}
+	if j.KeyID == "" {
+		// Made outside the job's transaction: the key store may share
+		// the database.
+		keyID, err := h.sealer.NewDataKey(ctx)
+		if err != nil {
+			return fmt.Errorf("store the host's result: %w", err)
+		}
+		if j, err = h.store.UpdateJob(ctx, s.JobID, func(j *Job) error {
+			if j.KeyID == "" {
+				j.KeyID = keyID
+			}
+			return nil
+		}); err != nil || j.KeyID != keyID {
+			_ = h.sealer.DestroyDataKey(context.WithoutCancel(ctx), keyID)
+		}
+		if err != nil {
+			return fmt.Errorf("store the host's result: %w", err)
+		}
+	}
+	keyID := j.KeyID
+	var chunks []ResultChunk
+	per := h.opts.ResultChunk
+	for c := 0; c*per < len(elems); c++ {
+		part := elems[c*per : min((c+1)*per, len(elems))]
+		rows := make([]int, len(part))
+		var ids []byte
+		for i, e := range part {
+			rows[i] = hs.rows[e]
+			ids = appendString(ids, hs.elems[e])
+		}
+		enc, err := h.sealer.Encrypt(ctx, keyID, ids, resultAAD(j.ID, c))
+		clear(ids)
+		if err != nil {
+			return fmt.Errorf("store the host's result: %w", err)
+		}
+		chunks = append(chunks, ResultChunk{JobID: j.ID, Chunk: c, Rows: encodeInts(rows), IDsEnc: enc})
+	}
+	if err := h.store.SaveResult(ctx, j.ID, chunks); err != nil {
+		return fmt.Errorf("store the host's result: %w", err)
+	}
+	size := int64(len(elems))
+	if _, err := h.store.UpdateJob(ctx, j.ID, func(j *Job) error {
+		j.IntersectionSize = &size
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store the host's result: %w", err)
+	}
+	h.log.Info("psi host learned the intersection", "job", j.ID, "peer", s.Peer, "intersection", size)
 	return nil
 }
 

@@ -11,6 +11,11 @@ const (
 	PhaseGuestTags    = 1 // Data: the host's tags for one guest batch
 	PhaseShuffledTags = 2 // Data: one batch of shuffled guest tags (cardinality mode)
 	PhaseHostMatches  = 3 // Data: guest indices matched by one host batch (uvarints)
+	// PhaseHostPositions (both-learn mode): Data: the positions of one host
+	// batch that matched, in the host's shuffled order (uvarints). It is
+	// saved before the batch's PhaseHostMatches checkpoint.
+	PhaseHostPositions = 4
+	PhaseReveal        = 5 // both-learn mode: the host acknowledged reveal batch Batch (no data)
 )
 
 // Checkpoint is one finished batch of a guest job.
@@ -23,9 +28,9 @@ type Checkpoint struct {
 	CreatedAt time.Time
 }
 
-// ResultChunk is part of a guest job's result: row indices into its input
-// and the matching normalised identifiers, encrypted (nil in cardinality
-// mode).
+// ResultChunk is part of a job's result (the guest's, or in both-learn
+// mode also the host's): row indices into its input and the matching
+// normalised identifiers, encrypted (nil in cardinality mode).
 type ResultChunk struct {
 	JobID  string
 	Chunk  int
@@ -76,6 +81,15 @@ type SessionBatch struct {
 	Tags     []byte // kept in cardinality mode only
 }
 
+// SessionReveal is one batch of host positions the guest revealed in
+// both-learn mode: positions in the host's shuffled order, ascending.
+type SessionReveal struct {
+	Session   string
+	Batch     int
+	Positions []int
+	Receipts  int
+}
+
 // JobFilter selects jobs to list.
 type JobFilter struct {
 	Role   Role
@@ -116,7 +130,14 @@ type Store interface {
 	// returns the stored one with existed == true; nothing else changes.
 	RecordBatch(ctx context.Context, b SessionBatch) (stored SessionBatch, existed bool, err error)
 	SessionBatches(ctx context.Context, sessionID string) ([]SessionBatch, error)
-	// DeleteSessionBatches drops the batches of a finished session.
+	// RecordReveal stores a reveal batch (both-learn mode). When the batch
+	// was received before it increments its receipts and returns the stored
+	// one with existed == true; nothing else changes.
+	RecordReveal(ctx context.Context, r SessionReveal) (stored SessionReveal, existed bool, err error)
+	// SessionReveals returns the reveal batches of a session by batch.
+	SessionReveals(ctx context.Context, sessionID string) ([]SessionReveal, error)
+	// DeleteSessionBatches drops the guest batches and reveal batches of a
+	// finished session.
 	DeleteSessionBatches(ctx context.Context, sessionID string) error
 }
 

@@ -80,6 +80,9 @@ type nodeOptions struct {
 	delay time.Duration // added to every outgoing peer call
 	data  string        // data directory (default: a new one)
 	addr  string        // listen address (default: a free port)
+	// consentURL is the node's consent_service_url, consentToken the
+	// bearer token it sends there.
+	consentURL, consentToken string
 }
 
 func (f *federation) start(t *testing.T, name string, o nodeOptions) *testNode {
@@ -99,6 +102,7 @@ func (f *federation) start(t *testing.T, name string, o nodeOptions) *testNode {
 	cfg.TLS = config.TLS{CertFile: pf.ServerCert, KeyFile: pf.ServerKey, CAFile: f.pki.CACert,
 		ClientCertFile: pf.ClientCert, ClientKeyFile: pf.ClientKey, RequireClientCert: true}
 	cfg.Peers = o.peers
+	cfg.ConsentServiceURL = o.consentURL
 	tn := &testNode{name: name, reg: prometheus.NewRegistry(), client: f.tlsClient(t, name), dir: t.TempDir(), cfg: cfg}
 	opts := o.opts
 	if opts.PollEvery == 0 {
@@ -108,7 +112,8 @@ func (f *federation) start(t *testing.T, name string, o nodeOptions) *testNode {
 		tn.trace = &traceTransport{base: d.PeerClient.Transport, delay: o.delay}
 		pc := *d.PeerClient
 		pc.Transport = tn.trace
-		svc, err := psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: &pc, Options: opts})
+		svc, err := psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: &pc, Options: opts,
+			ConsentToken: o.consentToken})
 		tn.svc = svc
 		return svc, err
 	}

@@ -3,7 +3,9 @@
 // manager (envelope encryption of results and session state), the SQL
 // store, the guest runner and its scheduler (which resumes unfinished
 // guest jobs at start), the host's session manager with its idle-session
-// expiry, the consent filter and the HTTP API.
+// expiry, the consent filter (the consent service's tables in this
+// database, or the consent service at consent_service_url over HTTP(S):
+// RemoteConsent) and the HTTP API.
 package psinode
 
 import (
@@ -46,10 +48,15 @@ type Deps struct {
 	// PeerClient calls the other parties' psi services (mutual TLS when
 	// configured).
 	PeerClient *http.Client
-	// Consent filters inputs by consent. Nil: when the consent service
-	// keeps its data in this node's database (CONSENT_SERVICE_URL empty),
-	// the filter reads it there; otherwise jobs with a purpose are refused.
+	// Consent filters inputs by consent. Nil: when CONSENT_SERVICE_URL is
+	// set, the filter asks that consent service (RemoteConsent, through
+	// PeerClient); otherwise the consent service keeps its data in this
+	// node's database and the filter reads it there.
 	Consent ConsentDomain
+	// ConsentToken is the bearer token (role analyst) sent to the consent
+	// service at CONSENT_SERVICE_URL; empty: none (it then answers the
+	// node as a loopback caller only while its AUTH_REQUIRED is false).
+	ConsentToken string
 	// Options tune jobs and sessions (zero: the defaults).
 	Options psijob.Options
 	// Codec stores session keys for a resume across restarts; nil means
@@ -104,7 +111,16 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	switch {
 	case d.Consent != nil:
 		filter = consentFilter{d.Consent}
-	case d.Config.ConsentServiceURL == "":
+	case d.Config.ConsentServiceURL != "":
+		timeout := d.Options.CallTimeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		filter = &RemoteConsent{URL: d.Config.ConsentServiceURL, Client: d.PeerClient, Token: d.ConsentToken, Timeout: timeout}
+		if plainRemote(d.Config.ConsentServiceURL) {
+			d.Log.Warn("consent_service_url is plain HTTP to another host: the identifiers of PSI jobs with a purpose travel unencrypted", "url", d.Config.ConsentServiceURL)
+		}
+	default:
 		// The consent service's tables are in this database: read them
 		// through its domain (FilterUsable needs only the store and the
 		// blind-index key).

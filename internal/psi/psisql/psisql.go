@@ -1,5 +1,8 @@
 // Package psisql implements psijob.Store on the node's SQL database,
-// SQLite or PostgreSQL (internal/sqldb, tables in migration 0006_psi), and
+// SQLite or PostgreSQL (internal/sqldb, tables in migrations 0006_psi and
+// 0010_psi_both: a both-learn job is stored as mode 'intersection' with
+// reveal_to_host = 1, because 0006's CHECK on the mode cannot be changed
+// portably), and
 // psijob.TableReader, which reads one column of a table of that database
 // as a job's input.
 //
@@ -12,9 +15,11 @@ package psisql
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -31,7 +36,7 @@ type Store struct {
 
 var _ psijob.Store = (*Store)(nil)
 
-// New returns a Store on db (migrated to at least 0006_psi).
+// New returns a Store on db (migrated to at least 0010_psi_both).
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 func micros(t time.Time) int64 {
@@ -76,7 +81,8 @@ type queryer interface {
 
 const jobColumns = `id, role, peer, peer_url, peer_job, status, mode, purpose, input, normalization, batch_size,
 	session_id, tag_len, input_digest, key_id, key_enc, rows_read, local_count, peer_count, duplicates, invalid, excluded,
-	done_items, total_items, rate, intersection_size, error, owner, lease_until, created_by, created_at, started_at, updated_at, finished_at`
+	done_items, total_items, rate, intersection_size, error, owner, lease_until, created_by, created_at, started_at, updated_at, finished_at,
+	reveal_to_host`
 
 type inputJSON struct {
 	Kind   string `json:"kind"`
@@ -104,10 +110,15 @@ func jobArgs(j psijob.Job) ([]any, error) {
 	if j.IntersectionSize != nil {
 		size = *j.IntersectionSize
 	}
-	return []any{j.ID, string(j.Role), j.Peer.Party, j.Peer.URL, j.PeerJob, string(j.Status), string(j.Mode), j.Purpose,
+	mode, reveal := string(j.Mode), 0
+	if j.Mode == psijob.ModeBoth {
+		mode, reveal = string(psijob.ModeIntersection), 1
+	}
+	return []any{j.ID, string(j.Role), j.Peer.Party, j.Peer.URL, j.PeerJob, string(j.Status), mode, j.Purpose,
 		string(in), string(norm), j.BatchSize, j.Session, j.TagLen, nullBytes(j.InputDigest), j.KeyID, nullBytes(j.KeyEnc),
 		j.RowsRead, j.LocalCount, j.PeerCount, j.Duplicates, j.Invalid, j.Excluded, j.DoneItems, j.TotalItems, j.Rate, size,
-		j.Error, j.Owner, micros(j.LeaseUntil), j.CreatedBy, micros(j.CreatedAt), micros(j.StartedAt), micros(j.UpdatedAt), micros(j.FinishedAt)}, nil
+		j.Error, j.Owner, micros(j.LeaseUntil), j.CreatedBy, micros(j.CreatedAt), micros(j.StartedAt), micros(j.UpdatedAt), micros(j.FinishedAt),
+		reveal}, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -118,15 +129,22 @@ func scanJob(r scanner) (psijob.Job, error) {
 		role, status, mode, in, norm            string
 		size                                    sql.NullInt64
 		lease, created, started, updated, finis int64
+		reveal                                  int
 	)
 	err := r.Scan(&j.ID, &role, &j.Peer.Party, &j.Peer.URL, &j.PeerJob, &status, &mode, &j.Purpose, &in, &norm, &j.BatchSize,
 		&j.Session, &j.TagLen, &j.InputDigest, &j.KeyID, &j.KeyEnc, &j.RowsRead, &j.LocalCount, &j.PeerCount, &j.Duplicates,
 		&j.Invalid, &j.Excluded, &j.DoneItems, &j.TotalItems, &j.Rate, &size, &j.Error, &j.Owner, &lease, &j.CreatedBy,
-		&created, &started, &updated, &finis)
+		&created, &started, &updated, &finis, &reveal)
 	if err != nil {
 		return j, err
 	}
 	j.Role, j.Status, j.Mode = psijob.Role(role), psijob.Status(status), psijob.Mode(mode)
+	if reveal == 1 {
+		if j.Mode != psijob.ModeIntersection {
+			return j, fmt.Errorf("psi job %s: reveal_to_host with mode %s", j.ID, mode)
+		}
+		j.Mode = psijob.ModeBoth
+	}
 	var ij inputJSON
 	if err := json.Unmarshal([]byte(in), &ij); err != nil {
 		return j, fmt.Errorf("psi job %s: input: %w", j.ID, err)
@@ -500,12 +518,103 @@ func (s *Store) SessionBatches(ctx context.Context, sessionID string) ([]psijob.
 	return out, rows.Err()
 }
 
-// DeleteSessionBatches implements psijob.Store.
-func (s *Store) DeleteSessionBatches(ctx context.Context, sessionID string) error {
-	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM psi_session_batches WHERE session_id = ?`), sessionID); err != nil {
-		return fmt.Errorf("delete psi session batches: %w", err)
+// RecordReveal implements psijob.Store.
+func (s *Store) RecordReveal(ctx context.Context, r psijob.SessionReveal) (psijob.SessionReveal, bool, error) {
+	var stored psijob.SessionReveal
+	var existed bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		stored, existed = r, false
+		var raw []byte
+		var receipts int
+		err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT positions, receipts FROM psi_session_reveals WHERE session_id = ? AND batch = ?`+s.forUpdate()),
+			r.Session, r.Batch).Scan(&raw, &receipts)
+		switch {
+		case err == nil:
+			pos, err := decodePositions(raw)
+			if err != nil {
+				return fmt.Errorf("reveal batch %d: %w", r.Batch, err)
+			}
+			existed = true
+			stored = psijob.SessionReveal{Session: r.Session, Batch: r.Batch, Positions: pos, Receipts: receipts + 1}
+			_, err = tx.ExecContext(ctx, s.db.Rebind(`UPDATE psi_session_reveals SET receipts = receipts + 1 WHERE session_id = ? AND batch = ?`), r.Session, r.Batch)
+			return err
+		case errors.Is(err, sql.ErrNoRows):
+			raw, err := encodePositions(r.Positions)
+			if err != nil {
+				return err
+			}
+			stored.Receipts = 1
+			_, err = tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO psi_session_reveals (session_id, batch, positions, receipts, created_at) VALUES (?, ?, ?, 1, ?)`),
+				r.Session, r.Batch, raw, time.Now().UnixMicro())
+			if sqldb.IsUniqueViolation(err) {
+				return fmt.Errorf("record reveal: %w", sqldb.ErrRetry) // a concurrent duplicate won: read it
+			}
+			return err
+		default:
+			return err
+		}
+	})
+	if err != nil {
+		return stored, false, fmt.Errorf("record psi reveal: %w", err)
 	}
-	return nil
+	return stored, existed, nil
+}
+
+// SessionReveals implements psijob.Store.
+func (s *Store) SessionReveals(ctx context.Context, sessionID string) ([]psijob.SessionReveal, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT batch, positions, receipts FROM psi_session_reveals WHERE session_id = ? ORDER BY batch`), sessionID)
+	if err != nil {
+		return nil, fmt.Errorf("psi session reveals: %w", err)
+	}
+	defer rows.Close()
+	var out []psijob.SessionReveal
+	for rows.Next() {
+		r := psijob.SessionReveal{Session: sessionID}
+		var raw []byte
+		if err := rows.Scan(&r.Batch, &raw, &r.Receipts); err != nil {
+			return nil, err
+		}
+		if r.Positions, err = decodePositions(raw); err != nil {
+			return nil, fmt.Errorf("psi session reveal %d: %w", r.Batch, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// encodePositions stores positions as 4-byte big-endian values.
+func encodePositions(pos []int) ([]byte, error) {
+	out := make([]byte, 0, 4*len(pos))
+	for _, p := range pos {
+		if p < 0 || p > math.MaxUint32 {
+			return nil, fmt.Errorf("position %d out of range", p)
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(p))
+	}
+	return out, nil
+}
+
+func decodePositions(b []byte) ([]int, error) {
+	if len(b)%4 != 0 {
+		return nil, errors.New("corrupt positions")
+	}
+	out := make([]int, len(b)/4)
+	for i := range out {
+		out[i] = int(binary.BigEndian.Uint32(b[4*i:]))
+	}
+	return out, nil
+}
+
+// DeleteSessionBatches implements psijob.Store: guest batches and reveals.
+func (s *Store) DeleteSessionBatches(ctx context.Context, sessionID string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, table := range []string{"psi_session_batches", "psi_session_reveals"} {
+			if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM `+table+` WHERE session_id = ?`), sessionID); err != nil {
+				return fmt.Errorf("delete psi session batches: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // ---- table inputs ----

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ func Run(t *testing.T, newStore func(t *testing.T) psijob.Store) {
 	t.Run("results", func(t *testing.T) { testResults(t, newStore(t)) })
 	t.Run("sessions", func(t *testing.T) { testSessions(t, newStore(t)) })
 	t.Run("batches", func(t *testing.T) { testBatches(t, newStore(t)) })
+	t.Run("both-learn mode", func(t *testing.T) { testBothMode(t, newStore(t)) })
+	t.Run("reveals", func(t *testing.T) { testReveals(t, newStore(t)) })
 }
 
 var base = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -333,5 +336,102 @@ func testBatches(t *testing.T, s psijob.Store) {
 	}
 	if list, _ := s.SessionBatches(ctx, sid(2)); len(list) != 1 {
 		t.Errorf("another session's batches were deleted")
+	}
+}
+
+func testBothMode(t *testing.T, s psijob.Store) {
+	ctx := context.Background()
+	for i, mode := range []psijob.Mode{psijob.ModeIntersection, psijob.ModeCardinality, psijob.ModeBoth} {
+		j := NewJob(jobID(i+1), psijob.RoleHost, base)
+		j.Mode = mode
+		if err := s.CreateJob(ctx, j); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		got, err := s.GetJob(ctx, j.ID)
+		if err != nil || got.Mode != mode {
+			t.Errorf("mode %s read back as %s (%v)", mode, got.Mode, err)
+		}
+	}
+	size := int64(3)
+	got, err := s.UpdateJob(ctx, jobID(3), func(j *psijob.Job) error {
+		j.Status, j.IntersectionSize, j.KeyID = psijob.StatusDone, &size, "k1"
+		return nil
+	})
+	if err != nil || got.Mode != psijob.ModeBoth {
+		t.Fatalf("update keeps the mode: %s %v", got.Mode, err)
+	}
+	if got, _ := s.GetJob(ctx, jobID(3)); got.Mode != psijob.ModeBoth || got.KeyID != "k1" || *got.IntersectionSize != 3 {
+		t.Errorf("after update: %+v", got)
+	}
+	list, err := s.ListJobs(ctx, psijob.JobFilter{Role: psijob.RoleHost})
+	if err != nil || len(list) != 3 {
+		t.Fatalf("list: %v %v", ids(list), err)
+	}
+	for _, j := range list {
+		if j.ID == jobID(3) && j.Mode != psijob.ModeBoth {
+			t.Errorf("listed as %s", j.Mode)
+		}
+	}
+	sess := NewSession(sid(1), jobID(3), base)
+	sess.Mode = psijob.ModeBoth
+	if err := s.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, sid(1)); got.Mode != psijob.ModeBoth {
+		t.Errorf("session mode %s", got.Mode)
+	}
+}
+
+func testReveals(t *testing.T, s psijob.Store) {
+	ctx := context.Background()
+	if err := s.CreateJob(ctx, NewJob(jobID(1), psijob.RoleHost, base)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		if err := s.CreateSession(ctx, NewSession(sid(i), jobID(1), base)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if list, err := s.SessionReveals(ctx, sid(1)); err != nil || len(list) != 0 {
+		t.Fatalf("no reveals yet: %v %v", list, err)
+	}
+	r := psijob.SessionReveal{Session: sid(1), Batch: 1, Positions: []int{5, 70000, 1 << 30}}
+	got, existed, err := s.RecordReveal(ctx, r)
+	if err != nil || existed || got.Receipts != 1 {
+		t.Fatalf("first: %+v %v %v", got, existed, err)
+	}
+	other := r
+	other.Positions = []int{6}
+	got, existed, err = s.RecordReveal(ctx, other)
+	if err != nil || !existed || !slices.Equal(got.Positions, r.Positions) || got.Receipts != 2 {
+		t.Fatalf("again: %+v %v %v", got, existed, err)
+	}
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if _, _, err := s.RecordReveal(ctx, psijob.SessionReveal{Session: sid(1), Batch: 0, Positions: []int{0, 1}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	s.RecordReveal(ctx, psijob.SessionReveal{Session: sid(2), Batch: 0, Positions: []int{9}})
+	s.RecordBatch(ctx, psijob.SessionBatch{Session: sid(1), Batch: 0, Digest: []byte("d")})
+	list, err := s.SessionReveals(ctx, sid(1))
+	if err != nil || len(list) != 2 || list[0].Batch != 0 || list[0].Receipts != 6 || !slices.Equal(list[0].Positions, []int{0, 1}) ||
+		list[1].Receipts != 2 || !slices.Equal(list[1].Positions, r.Positions) {
+		t.Fatalf("reveals: %+v %v", list, err)
+	}
+	if err := s.DeleteSessionBatches(ctx, sid(1)); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.SessionReveals(ctx, sid(1)); len(list) != 0 {
+		t.Errorf("reveals after delete: %v", list)
+	}
+	if list, _ := s.SessionBatches(ctx, sid(1)); len(list) != 0 {
+		t.Errorf("batches after delete: %v", list)
+	}
+	if list, _ := s.SessionReveals(ctx, sid(2)); len(list) != 1 {
+		t.Errorf("another session's reveals were deleted")
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package featurestest
+
+const raceEnabled = false
