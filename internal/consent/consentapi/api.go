@@ -10,15 +10,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -49,9 +48,7 @@ type JWKSource interface {
 }
 
 // Authenticator resolves bearer tokens.
-type Authenticator interface {
-	Authenticate(ctx context.Context, secret string) (auth.Principal, error)
-}
+type Authenticator = authhttp.Authenticator
 
 // Revocation is one event of the revocation stream: a consent that no
 // longer backs its tokens ("revoked"), or a purpose whose earlier
@@ -95,7 +92,7 @@ type Options struct {
 type API struct {
 	svc   Service
 	jwks  JWKSource
-	authn Authenticator
+	guard authhttp.Guard
 	revs  Revocations
 	opts  Options
 	stop  chan struct{} // closed by Drain: streams end
@@ -113,7 +110,11 @@ func New(svc Service, jwks JWKSource, authn Authenticator, revs Revocations, opt
 	if opts.StreamEvery <= 0 {
 		opts.StreamEvery = 250 * time.Millisecond
 	}
-	return &API{svc: svc, jwks: jwks, authn: authn, revs: revs, opts: opts, stop: make(chan struct{})}
+	guard := authhttp.Guard{Tokens: authn, AuthRequired: opts.AuthRequired, PeerParty: opts.PeerParty, Log: opts.Log, MapError: mapError}
+	if opts.Auditor != nil {
+		guard.Auditor = opts.Auditor
+	}
+	return &API{svc: svc, jwks: jwks, guard: guard, revs: revs, opts: opts, stop: make(chan struct{})}
 }
 
 // Mount adds the consent routes to mux.
@@ -131,102 +132,31 @@ func (a *API) Mount(mux *http.ServeMux) {
 		w.Write(openAPI)
 	})
 
-	mux.HandleFunc("GET "+p+"/purposes", a.with(analyst, a.listPurposes))
-	mux.HandleFunc("POST "+p+"/purposes", a.with(admin, a.createPurpose))
-	mux.HandleFunc("GET "+p+"/purposes/{purpose}", a.with(analyst, a.getPurpose))
-	mux.HandleFunc("POST "+p+"/purposes/{purpose}/policies", a.with(admin, a.publishPolicy))
-	mux.HandleFunc("GET "+p+"/purposes/{purpose}/policies/{version}", a.with(analyst, a.getPolicy))
+	mux.HandleFunc("GET "+p+"/purposes", a.guard.With(analyst, a.listPurposes))
+	mux.HandleFunc("POST "+p+"/purposes", a.guard.With(admin, a.createPurpose))
+	mux.HandleFunc("GET "+p+"/purposes/{purpose}", a.guard.With(analyst, a.getPurpose))
+	mux.HandleFunc("POST "+p+"/purposes/{purpose}/policies", a.guard.With(admin, a.publishPolicy))
+	mux.HandleFunc("GET "+p+"/purposes/{purpose}/policies/{version}", a.guard.With(analyst, a.getPolicy))
 
-	mux.HandleFunc("POST "+p+"/consents", a.with(operator, a.grant))
-	mux.HandleFunc("GET "+p+"/consents/{id}", a.with(analyst, a.getConsent))
-	mux.HandleFunc("POST "+p+"/consents/{id}/withdraw", a.with(operator, a.withdraw))
-	mux.HandleFunc("POST "+p+"/consents/{id}/tokens", a.with(operator, a.issueToken))
+	mux.HandleFunc("POST "+p+"/consents", a.guard.With(operator, a.grant))
+	mux.HandleFunc("GET "+p+"/consents/{id}", a.guard.With(analyst, a.getConsent))
+	mux.HandleFunc("POST "+p+"/consents/{id}/withdraw", a.guard.With(operator, a.withdraw))
+	mux.HandleFunc("POST "+p+"/consents/{id}/tokens", a.guard.With(operator, a.issueToken))
 
 	// Subject identifiers travel in bodies, never in paths or query strings
 	// that proxies and access logs keep.
-	mux.HandleFunc("POST "+p+"/subjects/consents", a.with(analyst, a.listSubject))
-	mux.HandleFunc("POST "+p+"/subjects/export", a.with(operator, a.export))
-	mux.HandleFunc("POST "+p+"/subjects/delete", a.with(admin, a.deleteSubject))
+	mux.HandleFunc("POST "+p+"/subjects/consents", a.guard.With(analyst, a.listSubject))
+	mux.HandleFunc("POST "+p+"/subjects/export", a.guard.With(operator, a.export))
+	mux.HandleFunc("POST "+p+"/subjects/delete", a.guard.With(admin, a.deleteSubject))
 	// Which of a list of subjects may take part in a PSI job for (party,
 	// purpose): what analysts may read anyway, never for peers.
-	mux.HandleFunc("POST "+p+"/subjects/filter", a.with(analyst, a.filterSubjects))
+	mux.HandleFunc("POST "+p+"/subjects/filter", a.guard.With(analyst, a.filterSubjects))
 
-	mux.HandleFunc("POST "+p+"/tokens/introspect", a.with(partner, a.introspect))
-	mux.HandleFunc("GET "+p+"/revocations", a.with(partner, a.revocationStream))
+	mux.HandleFunc("POST "+p+"/tokens/introspect", a.guard.With(partner, a.introspect))
+	mux.HandleFunc("GET "+p+"/revocations", a.guard.With(partner, a.revocationStream))
 }
 
-type principalKey struct{}
-
-func principal(ctx context.Context) auth.Principal {
-	p, _ := ctx.Value(principalKey{}).(auth.Principal)
-	return p
-}
-
-// with authenticates the caller and checks it holds one of roles.
-func (a *API) with(roles []auth.Role, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fedrisk"`)
-			web.WriteError(w, r, a.opts.Log, err)
-			return
-		}
-		if !p.Has(roles...) {
-			web.WriteError(w, r, a.opts.Log, web.Errorf(http.StatusForbidden, "forbidden", "%s may not do this (needs role %s)", p.Actor(), roles[0]))
-			return
-		}
-		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
-		if err := h(w, r); err != nil {
-			web.WriteError(w, r, a.opts.Log, mapError(err))
-		}
-	}
-}
-
-func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
-	if a.opts.PeerParty != nil && r.TLS != nil {
-		if party := a.opts.PeerParty(r.TLS); party != "" {
-			if h := r.Header.Get("Authorization"); h == "" {
-				return auth.Peer(party), nil
-			}
-		}
-	}
-	if h := r.Header.Get("Authorization"); h != "" {
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || a.authn == nil {
-			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "Authorization must be a bearer token")
-		}
-		p, err := a.authn.Authenticate(r.Context(), strings.TrimSpace(secret))
-		if err != nil && !errors.Is(err, auth.ErrUnknownToken) && !errors.Is(err, auth.ErrNoToken) {
-			return auth.Principal{}, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "credentials cannot be checked right now", Cause: err}
-		}
-		if err != nil {
-			if a.opts.Auditor != nil {
-				ev := audit.Event{Actor: "anonymous", Action: "auth.failed", Details: map[string]string{"reason": "unknown or revoked bearer token", "route": r.Pattern}}
-				if _, aerr := a.opts.Auditor.Append(r.Context(), ev); aerr != nil {
-					a.opts.Log.WarnContext(r.Context(), "audit of a refused token failed", "err", aerr)
-				}
-			}
-			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "unknown or revoked bearer token")
-		}
-		return p, nil
-	}
-	if a.opts.AuthRequired {
-		return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "a bearer token is required (AUTH_REQUIRED=true)")
-	}
-	if !isLoopback(r.RemoteAddr) {
-		return auth.Principal{}, web.Errorf(http.StatusForbidden, "loopback_only", "with AUTH_REQUIRED=false this API answers loopback callers only")
-	}
-	return auth.Local(), nil
-}
-
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func principal(ctx context.Context) auth.Principal { return authhttp.PrincipalOf(ctx) }
 
 // mapError turns domain errors into HTTP errors with client-safe messages.
 func mapError(err error) error {

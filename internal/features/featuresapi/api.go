@@ -25,14 +25,13 @@ package featuresapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 
 	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/features"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -44,9 +43,7 @@ type Reader interface {
 }
 
 // Authenticator resolves bearer tokens (*auth.Tokens).
-type Authenticator interface {
-	Authenticate(ctx context.Context, secret string) (auth.Principal, error)
-}
+type Authenticator = authhttp.Authenticator
 
 // Options configure the API. Zero values select the defaults.
 type Options struct {
@@ -64,7 +61,7 @@ type Options struct {
 // API serves the feature store endpoints.
 type API struct {
 	r     Reader
-	authn Authenticator
+	guard authhttp.Guard
 	opts  Options
 }
 
@@ -81,65 +78,13 @@ func New(r Reader, authn Authenticator, opts Options) *API {
 		opts.MaxFeatures = 500
 	}
 	opts.Prefix = strings.TrimSuffix(opts.Prefix, "/")
-	return &API{r: r, authn: authn, opts: opts}
+	return &API{r: r, guard: authhttp.Guard{Tokens: authn, AuthRequired: opts.AuthRequired, Log: opts.Log, MapError: mapError}, opts: opts}
 }
 
 // Mount adds the routes to mux.
 func (a *API) Mount(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+a.opts.Prefix+"/get-online-features", a.with(auth.RoleOperator, a.getOnlineFeatures))
-	mux.HandleFunc("GET "+a.opts.Prefix+"/feature-views", a.with(auth.RoleAnalyst, a.listViews))
-}
-
-// with authenticates the caller and checks it holds role.
-func (a *API) with(role auth.Role, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fedrisk"`)
-			web.WriteError(w, r, a.opts.Log, err)
-			return
-		}
-		if !p.Has(role) {
-			web.WriteError(w, r, a.opts.Log, web.Errorf(http.StatusForbidden, "forbidden", "%s may not do this (needs role %s)", p.Actor(), role))
-			return
-		}
-		if err := h(w, r); err != nil {
-			web.WriteError(w, r, a.opts.Log, mapError(err))
-		}
-	}
-}
-
-func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || a.authn == nil {
-			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "Authorization must be a bearer token")
-		}
-		p, err := a.authn.Authenticate(r.Context(), strings.TrimSpace(secret))
-		switch {
-		case errors.Is(err, auth.ErrUnknownToken), errors.Is(err, auth.ErrNoToken):
-			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "unknown or revoked bearer token")
-		case err != nil:
-			return auth.Principal{}, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "credentials cannot be checked right now", Cause: err}
-		}
-		return p, nil
-	}
-	if a.opts.AuthRequired {
-		return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "a bearer token is required (AUTH_REQUIRED=true)")
-	}
-	if !isLoopback(r.RemoteAddr) {
-		return auth.Principal{}, web.Errorf(http.StatusForbidden, "loopback_only", "with AUTH_REQUIRED=false this API answers loopback callers only")
-	}
-	return auth.Local(), nil
-}
-
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	mux.HandleFunc("POST "+a.opts.Prefix+"/get-online-features", a.guard.With([]auth.Role{auth.RoleOperator}, a.getOnlineFeatures))
+	mux.HandleFunc("GET "+a.opts.Prefix+"/feature-views", a.guard.With([]auth.Role{auth.RoleAnalyst}, a.listViews))
 }
 
 func (a *API) listViews(w http.ResponseWriter, r *http.Request) error {

@@ -25,12 +25,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 
 	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/psi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
@@ -62,9 +62,7 @@ type Sessions interface {
 }
 
 // Authenticator resolves bearer tokens.
-type Authenticator interface {
-	Authenticate(ctx context.Context, secret string) (auth.Principal, error)
-}
+type Authenticator = authhttp.Authenticator
 
 // Auditor appends security-relevant events.
 type Auditor interface {
@@ -87,7 +85,7 @@ type Options struct {
 type API struct {
 	jobs     Jobs
 	sessions Sessions
-	authn    Authenticator
+	guard    authhttp.Guard
 	opts     Options
 }
 
@@ -96,7 +94,11 @@ func New(jobs Jobs, sessions Sessions, authn Authenticator, opts Options) *API {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{jobs: jobs, sessions: sessions, authn: authn, opts: opts}
+	guard := authhttp.Guard{Tokens: authn, AuthRequired: opts.AuthRequired, Log: opts.Log, MapError: mapError}
+	if opts.Auditor != nil {
+		guard.Auditor = opts.Auditor
+	}
+	return &API{jobs: jobs, sessions: sessions, guard: guard, opts: opts}
 }
 
 // Mount adds the PSI routes to mux.
@@ -105,12 +107,12 @@ func (a *API) Mount(mux *http.ServeMux) {
 	operator := []auth.Role{auth.RoleOperator}
 	analyst := []auth.Role{auth.RoleAnalyst}
 
-	mux.HandleFunc("POST "+p+"/jobs", a.with(operator, a.createJob))
-	mux.HandleFunc("GET "+p+"/jobs", a.with(analyst, a.listJobs))
-	mux.HandleFunc("GET "+p+"/jobs/{id}", a.with(analyst, a.getJob))
-	mux.HandleFunc("POST "+p+"/jobs/{id}/cancel", a.with(operator, a.cancelJob))
+	mux.HandleFunc("POST "+p+"/jobs", a.guard.With(operator, a.createJob))
+	mux.HandleFunc("GET "+p+"/jobs", a.guard.With(analyst, a.listJobs))
+	mux.HandleFunc("GET "+p+"/jobs/{id}", a.guard.With(analyst, a.getJob))
+	mux.HandleFunc("POST "+p+"/jobs/{id}/cancel", a.guard.With(operator, a.cancelJob))
 	// The CSV holds identifiers: operators only. A host has one in mode both.
-	mux.HandleFunc("GET "+p+"/jobs/{id}/result.csv", a.with(operator, a.resultCSV))
+	mux.HandleFunc("GET "+p+"/jobs/{id}/result.csv", a.guard.With(operator, a.resultCSV))
 
 	mux.HandleFunc("POST "+p+"/peer/sessions", a.peer(a.open))
 	mux.HandleFunc("PUT "+p+"/peer/sessions/{session}/guest/{batch}", a.peer(a.guestBatch))
@@ -121,54 +123,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+p+"/peer/sessions/{session}/cancel", a.peer(a.cancelSession))
 }
 
-type principalKey struct{}
-
-func principal(ctx context.Context) auth.Principal {
-	p, _ := ctx.Value(principalKey{}).(auth.Principal)
-	return p
-}
-
-// with authenticates a client-API caller and checks it holds one of roles.
-func (a *API) with(roles []auth.Role, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fedrisk"`)
-			web.WriteError(w, r, a.opts.Log, err)
-			return
-		}
-		if !p.Has(roles...) {
-			web.WriteError(w, r, a.opts.Log, web.Errorf(http.StatusForbidden, "forbidden", "%s may not do this (needs role %s)", p.Actor(), roles[0]))
-			return
-		}
-		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
-		if err := h(w, r); err != nil {
-			web.WriteError(w, r, a.opts.Log, mapError(err))
-		}
-	}
-}
-
-func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || a.authn == nil {
-			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "Authorization must be a bearer token")
-		}
-		p, err := a.authn.Authenticate(r.Context(), strings.TrimSpace(secret))
-		if err != nil {
-			a.audit(r.Context(), audit.Event{Actor: "anonymous", Action: "auth.failed", Details: map[string]string{"reason": "unknown or revoked bearer token", "route": r.Pattern}})
-			return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "unknown or revoked bearer token")
-		}
-		return p, nil
-	}
-	if a.opts.AuthRequired {
-		return auth.Principal{}, web.Errorf(http.StatusUnauthorized, "unauthorized", "a bearer token is required (AUTH_REQUIRED=true)")
-	}
-	if !isLoopback(r.RemoteAddr) {
-		return auth.Principal{}, web.Errorf(http.StatusForbidden, "loopback_only", "with AUTH_REQUIRED=false this API answers loopback callers only")
-	}
-	return auth.Local(), nil
-}
+func principal(ctx context.Context) auth.Principal { return authhttp.PrincipalOf(ctx) }
 
 func (a *API) audit(ctx context.Context, ev audit.Event) {
 	if a.opts.Auditor == nil {
@@ -177,15 +132,6 @@ func (a *API) audit(ctx context.Context, ev audit.Event) {
 	if _, err := a.opts.Auditor.Append(ctx, ev); err != nil {
 		a.opts.Log.WarnContext(ctx, "audit append failed", "action", ev.Action, "err", err)
 	}
-}
-
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 type partyKey struct{}
@@ -220,7 +166,7 @@ func (a *API) peerParty(r *http.Request) (string, error) {
 	if r.TLS != nil {
 		return a.tlsParty(r.TLS, allowed)
 	}
-	if !a.opts.PlainPeers || !isLoopback(r.RemoteAddr) {
+	if !a.opts.PlainPeers || !authhttp.IsLoopback(r.RemoteAddr) {
 		return "", web.Errorf(http.StatusForbidden, psijob.CodeForbidden, "the PSI peer API needs a registered peer's mutual-TLS client certificate")
 	}
 	party := r.Header.Get(PartyHeader)
