@@ -28,7 +28,7 @@ import (
 
 func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks that run the real system (numbers for docs/benchmarks.md)"}
-	cmd.AddCommand(newBenchPSICmd(stdout, stderr))
+	cmd.AddCommand(newBenchPSICmd(stdout, stderr), newBenchTrainCmd(stdout, stderr))
 	return cmd
 }
 

@@ -45,6 +45,7 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newPSICmd(lookup, stdin, stdout, stderr),
 		newBenchCmd(stdout, stderr),
 		newFeaturesCmd(lookup, stdout, stderr),
+		newTrainCmd(lookup, stdout, stderr),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -17,7 +18,7 @@ func Builtin() map[string]Factory {
 	return map[string]Factory{
 		config.ServiceConsent: withInfo("consent-service", "/consent", consentService),
 		config.ServicePSI:     withInfo("psi-service", "/psi", psiService),
-		config.ServiceServing: infoService("model-serving", "/score"),
+		config.ServiceServing: withInfo("model-serving", "/score", trainService),
 	}
 }
 
@@ -27,6 +28,12 @@ func consentService(ctx context.Context, d Deps) (Service, error) {
 
 func psiService(ctx context.Context, d Deps) (Service, error) {
 	return psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: d.PeerClient})
+}
+
+// trainService runs federated training jobs on the serving listener until
+// the scoring service lands there beside it.
+func trainService(ctx context.Context, d Deps) (Service, error) {
+	return trainjob.New(ctx, trainjob.Deps{Config: d.Config, DB: d.DB, Log: d.Log, PeerClient: d.PeerClient})
 }
 
 // withInfo mounts the info route beside a service's own routes.
