@@ -138,62 +138,12 @@ func benchPSI(ctx context.Context, n, m int, overlap float64, batch int, keep bo
 	}
 	res.FloorSeconds = float64(n+m) * (res.HashBlindMicros + res.ReblindMicros) / 1e6
 
-	certs, err := pki.GenerateDev(filepath.Join(dir, "certs"), []string{"bank", "partner"}, pki.DevOptions{})
+	pair, err := startPair(ctx, dir, "psi", true)
 	if err != nil {
 		return res, err
 	}
-	gPort, hPort := freePort(), freePort()
-	if gPort == 0 || hPort == 0 {
-		return res, fmt.Errorf("no free port")
-	}
-	gAddr, hAddr := "127.0.0.1:"+strconv.Itoa(gPort), "127.0.0.1:"+strconv.Itoa(hPort)
-	node := func(party, role, addr, peer, peerAddr string) (*exec.Cmd, error) {
-		f := certs.Parties[party]
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		cmd := exec.CommandContext(ctx, exe, "serve", "--party", party, "--role", role, "--services", "psi", "--psi-addr", addr,
-			"--data-dir", filepath.Join(dir, party), "--log-level", "warn",
-			"--tls-cert", f.ServerCert, "--tls-key", f.ServerKey, "--tls-ca", certs.CACert,
-			"--tls-client-cert", f.ClientCert, "--tls-client-key", f.ClientKey, "--tls-require-client-cert",
-			"--peer", peer+"=https://"+peerAddr)
-		logf, err := os.Create(filepath.Join(dir, party+".log"))
-		if err != nil {
-			return nil, err
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		return cmd, cmd.Start()
-	}
-	host, err := node("partner", "host", hAddr, "bank", gAddr)
-	if err != nil {
-		return res, fmt.Errorf("start host: %w", err)
-	}
-	defer stopProcess(host)
-	guest, err := node("bank", "guest", gAddr, "partner", hAddr)
-	if err != nil {
-		return res, fmt.Errorf("start guest: %w", err)
-	}
-	defer stopProcess(guest)
-
-	client := func(party, addr string) (*apiClient, error) {
-		f := certs.Parties[party]
-		cf := &clientFlags{server: "https://" + addr, ca: certs.CACert, cert: f.ClientCert, key: f.ClientKey}
-		c, err := cf.client()
-		if err != nil {
-			return nil, err
-		}
-		c.http.Timeout = 0
-		return c, waitHealthy(ctx, c)
-	}
-	hc, err := client("partner", hAddr)
-	if err != nil {
-		return res, fmt.Errorf("host did not come up (see %s): %w", filepath.Join(dir, "partner.log"), err)
-	}
-	gc, err := client("bank", gAddr)
-	if err != nil {
-		return res, fmt.Errorf("guest did not come up: %w", err)
-	}
+	defer pair.stop()
+	gc, hc := pair.guestAPI, pair.hostAPI
 	job := func(c *apiClient, role, peer, file string) (psiapi.JobBody, error) {
 		var j psiapi.JobBody
 		_, err := c.do(ctx, http.MethodPost, "/psi/v1/jobs", psiapi.CreateJobBody{Role: role, Peer: peer, BatchSize: batch,
@@ -230,7 +180,7 @@ func benchPSI(ctx context.Context, n, m int, overlap float64, batch int, keep bo
 		return int64(v)
 	}
 	res.BytesOnWire = sent(gc, "guest") + sent(hc, "host")
-	res.PeakRSSGuest, res.PeakRSSHost = peakRSS(guest.Process.Pid), peakRSS(host.Process.Pid)
+	res.PeakRSSGuest, res.PeakRSSHost = peakRSS(pair.guest.Process.Pid), peakRSS(pair.host.Process.Pid)
 	return res, nil
 }
 
@@ -374,4 +324,82 @@ func stopProcess(cmd *exec.Cmd) {
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 	}
+}
+
+// benchPair is a guest ("bank") and a host ("partner") fedrisk process on
+// loopback with development certificates, running one service each, and
+// an API client for each.
+type benchPair struct {
+	guest, host       *exec.Cmd
+	guestAPI, hostAPI *apiClient
+}
+
+// startPair starts the two processes under dir and waits until both
+// answer. requireClientCert makes every listener demand mutual TLS.
+func startPair(ctx context.Context, dir, service string, requireClientCert bool) (*benchPair, error) {
+	certs, err := pki.GenerateDev(filepath.Join(dir, "certs"), []string{"bank", "partner"}, pki.DevOptions{})
+	if err != nil {
+		return nil, err
+	}
+	gPort, hPort := freePort(), freePort()
+	if gPort == 0 || hPort == 0 {
+		return nil, fmt.Errorf("no free port")
+	}
+	gAddr, hAddr := "127.0.0.1:"+strconv.Itoa(gPort), "127.0.0.1:"+strconv.Itoa(hPort)
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	node := func(party, role, addr, peer, peerAddr string) (*exec.Cmd, error) {
+		f := certs.Parties[party]
+		args := []string{"serve", "--party", party, "--role", role, "--services", service, "--" + service + "-addr", addr,
+			"--data-dir", filepath.Join(dir, party), "--log-level", "warn",
+			"--tls-cert", f.ServerCert, "--tls-key", f.ServerKey, "--tls-ca", certs.CACert,
+			"--tls-client-cert", f.ClientCert, "--tls-client-key", f.ClientKey,
+			"--peer", peer + "=https://" + peerAddr}
+		if requireClientCert {
+			args = append(args, "--tls-require-client-cert")
+		}
+		cmd := exec.CommandContext(ctx, exe, args...)
+		logf, err := os.Create(filepath.Join(dir, party+".log"))
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		return cmd, cmd.Start()
+	}
+	client := func(party, addr string) (*apiClient, error) {
+		f := certs.Parties[party]
+		cf := &clientFlags{server: "https://" + addr, ca: certs.CACert, cert: f.ClientCert, key: f.ClientKey}
+		c, err := cf.client()
+		if err != nil {
+			return nil, err
+		}
+		c.http.Timeout = 0
+		if err := waitHealthy(ctx, c); err != nil {
+			return nil, fmt.Errorf("%s did not come up (see %s): %w", party, filepath.Join(dir, party+".log"), err)
+		}
+		return c, nil
+	}
+	p := &benchPair{}
+	if p.host, err = node("partner", "host", hAddr, "bank", gAddr); err != nil {
+		return nil, fmt.Errorf("start host: %w", err)
+	}
+	if p.guest, err = node("bank", "guest", gAddr, "partner", hAddr); err != nil {
+		stopProcess(p.host)
+		return nil, fmt.Errorf("start guest: %w", err)
+	}
+	if p.hostAPI, err = client("partner", hAddr); err == nil {
+		p.guestAPI, err = client("bank", gAddr)
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *benchPair) stop() {
+	stopProcess(p.guest)
+	stopProcess(p.host)
 }

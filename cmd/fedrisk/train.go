@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
@@ -315,60 +313,12 @@ func benchTrain(ctx context.Context, o trainBenchOpts, progress io.Writer) (Trai
 		return res, err
 	}
 
-	certs, err := pki.GenerateDev(filepath.Join(dir, "certs"), []string{"bank", "partner"}, pki.DevOptions{})
+	pair, err := startPair(ctx, dir, "serving", false)
 	if err != nil {
 		return res, err
 	}
-	gPort, hPort := freePort(), freePort()
-	if gPort == 0 || hPort == 0 {
-		return res, fmt.Errorf("no free port")
-	}
-	gAddr, hAddr := "127.0.0.1:"+strconv.Itoa(gPort), "127.0.0.1:"+strconv.Itoa(hPort)
-	node := func(party, role, addr, peer, peerAddr string) (*exec.Cmd, error) {
-		f := certs.Parties[party]
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		cmd := exec.CommandContext(ctx, exe, "serve", "--party", party, "--role", role, "--services", "serving", "--serving-addr", addr,
-			"--data-dir", filepath.Join(dir, party), "--log-level", "warn",
-			"--tls-cert", f.ServerCert, "--tls-key", f.ServerKey, "--tls-ca", certs.CACert,
-			"--tls-client-cert", f.ClientCert, "--tls-client-key", f.ClientKey,
-			"--peer", peer+"=https://"+peerAddr)
-		logf, err := os.Create(filepath.Join(dir, party+".log"))
-		if err != nil {
-			return nil, err
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		return cmd, cmd.Start()
-	}
-	host, err := node("partner", "host", hAddr, "bank", gAddr)
-	if err != nil {
-		return res, fmt.Errorf("start host: %w", err)
-	}
-	defer stopProcess(host)
-	guest, err := node("bank", "guest", gAddr, "partner", hAddr)
-	if err != nil {
-		return res, fmt.Errorf("start guest: %w", err)
-	}
-	defer stopProcess(guest)
-	client := func(addr string) (*apiClient, error) {
-		// No client certificate: the operator calls from loopback.
-		cf := &clientFlags{server: "https://" + addr, ca: certs.CACert}
-		c, err := cf.client()
-		if err != nil {
-			return nil, err
-		}
-		return c, waitHealthy(ctx, c)
-	}
-	hc, err := client(hAddr)
-	if err != nil {
-		return res, fmt.Errorf("host did not come up (see %s): %w", filepath.Join(dir, "partner.log"), err)
-	}
-	gc, err := client(gAddr)
-	if err != nil {
-		return res, fmt.Errorf("guest did not come up (see %s): %w", filepath.Join(dir, "bank.log"), err)
-	}
+	defer pair.stop()
+	gc, hc := pair.guestAPI, pair.hostAPI
 	fmt.Fprintf(progress, "training on %d rows, %d+%d features, %d epochs\n", res.Rows, res.FeaturesGuest, res.FeaturesHost, o.epochs)
 	start := time.Now()
 	var hj, gj trainjob.JobBody
