@@ -300,9 +300,15 @@ func jobArg(args []string) (string, error) {
 }
 
 func newPSIStatusCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
+	return psiJobCmd(cf, stdout, "status ID", "Show a job with its progress", http.MethodGet, "")
+}
+
+// psiJobCmd is a command that sends one request about job ID and prints
+// the job it answers.
+func psiJobCmd(cf *clientFlags, stdout io.Writer, use, short, method, suffix string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status ID",
-		Short: "Show a job with its progress",
+		Use:   use,
+		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := jobArg(args)
@@ -314,7 +320,7 @@ func newPSIStatusCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
 				return err
 			}
 			var j psiapi.JobBody
-			if _, err := c.do(cmd.Context(), http.MethodGet, "/psi/v1/jobs/"+id, nil, &j); err != nil {
+			if _, err := c.do(cmd.Context(), method, "/psi/v1/jobs/"+id+suffix, nil, &j); err != nil {
 				return err
 			}
 			return printJSON(stdout, j)
@@ -367,24 +373,5 @@ func newPSIListCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
 }
 
 func newPSICancelCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Cancel a job; the peer's side ends too",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := jobArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
-			var j psiapi.JobBody
-			if _, err := c.do(cmd.Context(), http.MethodPost, "/psi/v1/jobs/"+id+"/cancel", nil, &j); err != nil {
-				return err
-			}
-			return printJSON(stdout, j)
-		},
-	}
+	return psiJobCmd(cf, stdout, "cancel ID", "Cancel a job; the peer's side ends too", http.MethodPost, "/cancel")
 }
