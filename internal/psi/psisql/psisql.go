@@ -169,8 +169,7 @@ func (s *Store) CreateJob(ctx context.Context, j psijob.Job) error {
 	if err != nil {
 		return err
 	}
-	ph := strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")
-	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO psi_jobs (`+jobColumns+`) VALUES (`+ph+`)`), args...); err != nil {
+	if err := s.insert(ctx, "psi_jobs", jobColumns, args); err != nil {
 		return fmt.Errorf("create psi job: %w", err)
 	}
 	return nil
@@ -397,8 +396,7 @@ func scanSession(r scanner) (psijob.Session, error) {
 // CreateSession implements psijob.Store.
 func (s *Store) CreateSession(ctx context.Context, x psijob.Session) error {
 	args := sessionArgs(x)
-	ph := strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")
-	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO psi_sessions (`+sessionColumns+`) VALUES (`+ph+`)`), args...); err != nil {
+	if err := s.insert(ctx, "psi_sessions", sessionColumns, args); err != nil {
 		return fmt.Errorf("create psi session: %w", err)
 	}
 	return nil
@@ -700,4 +698,11 @@ func Reserved() func(table string) bool {
 		}
 	}
 	return func(table string) bool { return own[strings.ToLower(table)] }
+}
+
+// insert writes one row of columns (a comma-separated list) into table.
+func (s *Store) insert(ctx context.Context, table, columns string, args []any) error {
+	ph := strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO `+table+` (`+columns+`) VALUES (`+ph+`)`), args...)
+	return err
 }
