@@ -14,6 +14,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +45,7 @@ type Config struct {
 	CacheEnabled      bool
 	CacheTTL          time.Duration // >0 replaces every class TTL
 	EncryptionKey     string        // secret
+	SubjectRefKey     string        // secret shared by the federation: per-host subject references
 	ConsentServiceURL string
 	Version           string // stable or canary
 	SecurityMode      string // standard or strict
@@ -86,7 +88,20 @@ func (t TLS) Enabled() bool { return t.CertFile != "" }
 // Peer is another party's node this one talks to.
 type Peer struct {
 	Name string // party name, as in its client certificate
-	URL  string // base URL, e.g. https://partner.example:7003
+	URL  string // base URL, e.g. https://partner.example (an ingress routing /psi, /consent, /score, /train)
+	// ServiceURLs override URL for one service (keys: ServicePSI,
+	// ServiceConsent, ServiceServing) when the peer's services listen on
+	// their own ports, e.g. serving → https://partner.example:7003.
+	ServiceURLs map[string]string
+}
+
+// URLFor returns the base URL of the peer's service s: its own URL when
+// configured, else the peer's URL.
+func (p Peer) URLFor(s string) string {
+	if u := p.ServiceURLs[s]; u != "" {
+		return u
+	}
+	return p.URL
 }
 
 // Default returns the configuration a node runs with when nothing is set:
@@ -185,8 +200,18 @@ func (c *Config) Validate() error {
 			return &Error{Key: key + ".name", Value: p.Name, Accepted: "a name not used by another peer"}
 		}
 		names[p.Name] = true
-		if err := checkURL(p.URL); err != nil {
-			return &Error{Key: key + ".url", Value: p.URL, Accepted: "an http:// or https:// URL", Err: err}
+		if p.URL != "" || len(p.ServiceURLs) == 0 {
+			if err := checkURL(p.URL); err != nil {
+				return &Error{Key: key + ".url", Value: p.URL, Accepted: "an http:// or https:// URL", Err: err}
+			}
+		}
+		for _, svc := range slices.Sorted(maps.Keys(p.ServiceURLs)) {
+			if !slices.Contains(AllServices(), svc) {
+				return &Error{Key: key + "." + svc + "_url", Value: svc, Accepted: "psi_url, consent_url or serving_url"}
+			}
+			if err := checkURL(p.ServiceURLs[svc]); err != nil {
+				return &Error{Key: key + "." + svc + "_url", Value: p.ServiceURLs[svc], Accepted: "an http:// or https:// URL", Err: err}
+			}
 		}
 	}
 	return nil

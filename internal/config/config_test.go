@@ -103,6 +103,9 @@ func TestInvalidValues(t *testing.T) {
 		{"same addr", Inputs{Flags: map[string]string{"listen.psi": "127.0.0.1:7002"}}, "listen.psi", "not already used"},
 		{"peer url", Inputs{Peers: []string{"partner=ftp://x"}}, "peers[0].url", "http"},
 		{"peer name", Inputs{Peers: []string{"Partner!=https://x"}}, "peers[0].name", "lowercase"},
+		{"peer service url", Inputs{FileName: "x.yaml", File: []byte("peers:\n  - name: p\n    serving_url: ftp://x\n")}, "peers[0].serving_url", "http"},
+		{"peer without url", Inputs{FileName: "x.yaml", File: []byte("peers:\n  - name: p\n")}, "peers[0].url", "http"},
+		{"short subject ref key", Inputs{Env: envOf(map[string]string{"FEDRISK_SUBJECT_REF_KEY": "abcd"})}, "subject_ref_key", "32"},
 		{"mtls without ca", Inputs{Flags: map[string]string{"tls.require_client_cert": "true"}}, "tls.require_client_cert", "tls.ca_file"},
 	}
 	for _, tt := range tests {
@@ -200,4 +203,43 @@ func FuzzLoadFile(f *testing.F) {
 			t.Fatalf("loaded config does not validate: %v", err)
 		}
 	})
+}
+
+func TestPeerServiceURLs(t *testing.T) {
+	file := []byte(`
+peers:
+  - name: partner
+    url: https://partner.example
+    serving_url: https://partner.example:7003
+  - name: telco
+    psi_url: https://telco.example:7001
+    consent_url: https://telco.example:7002
+`)
+	l, err := Load(Inputs{FileName: "f.yaml", File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, q := l.Peers[0], l.Peers[1]
+	for _, tt := range []struct{ got, want string }{
+		{p.URLFor(ServiceServing), "https://partner.example:7003"},
+		{p.URLFor(ServicePSI), "https://partner.example"},
+		{q.URLFor(ServicePSI), "https://telco.example:7001"},
+		{q.URLFor(ServiceConsent), "https://telco.example:7002"},
+		{q.URLFor(ServiceServing), ""},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	var b strings.Builder
+	if err := l.Print(&b); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(Inputs{FileName: "printed.yaml", File: []byte(b.String())})
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, b.String())
+	}
+	if got := again.Peers[1].URLFor(ServiceConsent); got != "https://telco.example:7002" {
+		t.Errorf("round trip: consent url %q\n%s", got, b.String())
+	}
 }

@@ -192,15 +192,27 @@ func flattenYAML(data []byte) ([]keyValue, []Peer, error) {
 
 func decodePeers(v *yaml.Node) ([]Peer, error) {
 	var raw []struct {
-		Name string `yaml:"name"`
-		URL  string `yaml:"url"`
+		Name       string `yaml:"name"`
+		URL        string `yaml:"url"`
+		PSIURL     string `yaml:"psi_url"`
+		ConsentURL string `yaml:"consent_url"`
+		ServingURL string `yaml:"serving_url"`
 	}
 	if err := v.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("line %d: peers must be a list of {name, url}: %w", v.Line, err)
+		return nil, fmt.Errorf("line %d: peers must be a list of {name, url, psi_url, consent_url, serving_url}: %w", v.Line, err)
 	}
 	peers := make([]Peer, 0, len(raw))
 	for _, r := range raw {
-		peers = append(peers, Peer{Name: r.Name, URL: r.URL})
+		p := Peer{Name: r.Name, URL: r.URL}
+		for svc, u := range map[string]string{ServicePSI: r.PSIURL, ServiceConsent: r.ConsentURL, ServiceServing: r.ServingURL} {
+			if u != "" {
+				if p.ServiceURLs == nil {
+					p.ServiceURLs = map[string]string{}
+				}
+				p.ServiceURLs[svc] = u
+			}
+		}
+		peers = append(peers, p)
 	}
 	return peers, nil
 }
@@ -235,7 +247,15 @@ func (l *Loaded) Print(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "peers:  # %s\n", l.Sources["peers"])
 		for _, p := range l.Peers {
-			fmt.Fprintf(&b, "  - name: %s\n    url: %s\n", yamlScalar(p.Name), yamlScalar(p.URL))
+			fmt.Fprintf(&b, "  - name: %s\n", yamlScalar(p.Name))
+			if p.URL != "" {
+				fmt.Fprintf(&b, "    url: %s\n", yamlScalar(p.URL))
+			}
+			for _, svc := range AllServices() {
+				if u := p.ServiceURLs[svc]; u != "" {
+					fmt.Fprintf(&b, "    %s_url: %s\n", svc, yamlScalar(u))
+				}
+			}
 		}
 	}
 	_, err := io.WriteString(w, b.String())

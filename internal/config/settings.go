@@ -104,6 +104,24 @@ func Settings() []Setting {
 				}
 				return "<redacted>"
 			}},
+		{Key: "subject_ref_key", Env: "FEDRISK_SUBJECT_REF_KEY", Secret: true,
+			Usage:    "the federation's shared key for per-host subject references (consent token claim href, host feature keys); not a flag",
+			Accepted: "32 or more bytes, base64 or hex encoded (openssl rand -hex 32)",
+			set: func(c *Config, v string) error {
+				if v != "" {
+					if _, err := DecodeKey(v); err != nil {
+						return err
+					}
+				}
+				c.SubjectRefKey = v
+				return nil
+			},
+			get: func(c *Config) string {
+				if c.SubjectRefKey == "" {
+					return ""
+				}
+				return "<redacted>"
+			}},
 		{Key: "consent_service_url", Env: "CONSENT_SERVICE_URL", Flag: "consent-service-url", Usage: "consent service used by psi and serving; empty: the one in this process",
 			Accepted: "empty or an http:// or https:// URL",
 			set: func(c *Config, v string) error {
@@ -179,7 +197,7 @@ func cleanCause(err error) error {
 var errInvalid = errors.New("invalid")
 
 func redactValue(s Setting, v string) string {
-	if s.Key == "encryption_key" {
+	if s.Key == "encryption_key" || s.Key == "subject_ref_key" {
 		return "<redacted>"
 	}
 	return RedactURL(v)

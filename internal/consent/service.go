@@ -55,7 +55,10 @@ type Config struct {
 	DefaultValidity time.Duration // consent lifetime when neither request nor purpose says; default 365 days
 	MaxValidity     time.Duration // longest consent accepted; default 5 years
 	Leeway          time.Duration // clock skew tolerated in token checks; default 30 s
-	Now             func() time.Time
+	// SubjectRefKey is the federation's subject reference key: tokens then
+	// carry the claim href (see HostRef). Empty: no href.
+	SubjectRefKey []byte
+	Now           func() time.Time
 	// Revoked, if set, is called after a change that revokes tokens has
 	// committed (withdrawal, deletion, renewal): the revocation stream
 	// wakes up at once instead of at its next tick.

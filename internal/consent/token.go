@@ -29,6 +29,9 @@ type Claims struct {
 	Purpose       string `json:"purpose"`
 	ConsentID     string `json:"consent_id"`
 	PolicyVersion int    `json:"policy_version"`
+	// HostRef is HostRef(subject_ref_key, audience, subject): present when
+	// the issuer has the federation's subject reference key.
+	HostRef string `json:"href,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -63,8 +66,12 @@ func (s *Service) IssueToken(ctx context.Context, consentID, actor string) (Toke
 	if c.ExpiresAt.Before(exp) {
 		exp = c.ExpiresAt
 	}
+	href, err := s.hostRef(ctx, c)
+	if err != nil {
+		return Token{}, fmt.Errorf("issue token: subject reference: %w", err)
+	}
 	claims := Claims{
-		Purpose: c.Purpose, ConsentID: c.ID, PolicyVersion: c.PolicyVersion,
+		Purpose: c.Purpose, ConsentID: c.ID, PolicyVersion: c.PolicyVersion, HostRef: href,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: s.cfg.Issuer, Subject: c.SubjectRef, Audience: jwt.ClaimStrings{c.Party},
 			ID: randomID(""), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),

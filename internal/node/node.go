@@ -136,7 +136,14 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 		{Name: "cache", Fn: n.cache.Ping},
 	}
 	for _, p := range cfg.Peers {
-		checks = append(checks, web.PeerCheck(peerClient, p.Name, p.URL))
+		if p.URL != "" {
+			checks = append(checks, web.PeerCheck(peerClient, p.Name, p.URL))
+		}
+		for _, svc := range config.AllServices() {
+			if u := p.ServiceURLs[svc]; u != "" && u != p.URL {
+				checks = append(checks, web.PeerCheck(peerClient, p.Name+"/"+svc, u))
+			}
+		}
 	}
 	if cfg.ConsentServiceURL != "" {
 		checks = append(checks, web.PeerCheck(peerClient, "consent-service", cfg.ConsentServiceURL))

@@ -68,10 +68,13 @@ func startOn(t testing.TB, db *sqldb.DB, dir string, authRequired bool) *fixture
 }
 
 // startWith serves the consent service with a body limit and a logger.
-func startWith(t testing.TB, db *sqldb.DB, dir string, authRequired bool, maxBody int64, log *slog.Logger) *fixture {
+func startWith(t testing.TB, db *sqldb.DB, dir string, authRequired bool, maxBody int64, log *slog.Logger, mods ...func(*config.Config)) *fixture {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir, cfg.AuthRequired = dir, authRequired
+	for _, m := range mods {
+		m(&cfg)
+	}
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	svc, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: log})

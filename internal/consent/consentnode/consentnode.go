@@ -82,11 +82,18 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 			after = page[len(page)-1].Seq
 		}
 	}
+	var refKey []byte
+	if d.Config.SubjectRefKey != "" {
+		if refKey, err = config.DecodeKey(d.Config.SubjectRefKey); err != nil {
+			return nil, fmt.Errorf("subject_ref_key: %w", err)
+		}
+	}
 	wake := &broadcast{ch: make(chan struct{})}
 	svc := consent.NewService(store, Crypto{km}, keySource{km}, alog, reader, d.Cache, consent.Config{
-		Issuer:     Issuer(d.Config.Party),
-		Controller: consent.Controller{Name: d.Config.Party},
-		Revoked:    wake.notify,
+		Issuer:        Issuer(d.Config.Party),
+		Controller:    consent.Controller{Name: d.Config.Party},
+		Revoked:       wake.notify,
+		SubjectRefKey: refKey,
 	}, d.Log)
 	api := consentapi.New(svc, jwksSource{km}, auth.NewTokens(sqlauth.New(d.DB)), revocations{alog}, consentapi.Options{
 		AuthRequired: d.Config.AuthRequired,

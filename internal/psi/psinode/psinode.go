@@ -102,7 +102,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	inputs := psijob.Inputs{Tables: psisql.NewTables(d.DB), Reserved: psisql.Reserved()}
 	peers := map[string]string{}
 	for _, p := range d.Config.Peers {
-		peers[p.Name] = p.URL
+		peers[p.Name] = p.URLFor(config.ServicePSI)
 	}
 	allowed := func(party string) bool { _, ok := peers[party]; return ok }
 	alog := sqlaudit.New(d.DB)
