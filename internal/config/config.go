@@ -59,6 +59,8 @@ type Config struct {
 	TLS  TLS
 
 	Peers []Peer
+
+	Scoring Scoring // the scoring service (scoring.* settings)
 }
 
 // HTTP holds the limits shared by every listener.
@@ -133,6 +135,7 @@ func Default() Config {
 			ShutdownGrace:     20 * time.Second,
 			PeerTimeout:       2 * time.Second,
 		},
+		Scoring: DefaultScoring(),
 	}
 }
 
@@ -214,7 +217,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	return nil
+	return c.Scoring.validate()
 }
 
 // HasService reports whether the node runs service s.

@@ -31,7 +31,7 @@ type Setting struct {
 // Settings returns every configuration key, in the order `config print`
 // shows them. Peers are a list and are handled apart (see ParsePeers).
 func Settings() []Setting {
-	return []Setting{
+	return append([]Setting{
 		str("party", "FEDRISK_PARTY", "party", "this party's name (as in its certificates)", "lowercase letters, digits and '-', 1..63 characters",
 			func(c *Config) *string { return &c.Party }, checkName),
 		oneOf("role", "FEDRISK_ROLE", "role", "guest (label holder) or host (feature provider)", func(c *Config) *string { return &c.Role }, "guest", "host"),
@@ -162,7 +162,7 @@ func Settings() []Setting {
 		file("tls.client_cert_file", "FEDRISK_TLS_CLIENT_CERT", "tls-client-cert", "this party's client certificate towards peers", func(c *Config) *string { return &c.TLS.ClientCertFile }),
 		file("tls.client_key_file", "FEDRISK_TLS_CLIENT_KEY", "tls-client-key", "key of the client certificate", func(c *Config) *string { return &c.TLS.ClientKeyFile }),
 		boolean("tls.require_client_cert", "FEDRISK_TLS_REQUIRE_CLIENT_CERT", "tls-require-client-cert", "mutual TLS: refuse connections without a client certificate signed by tls.ca_file", func(c *Config) *bool { return &c.TLS.RequireClientCert }),
-	}
+	}, scoringSettings()...)
 }
 
 // Get returns the printable (redacted) value of key in c.
