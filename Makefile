@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test race check fmt vet bench fuzz ci clean
+.PHONY: help build test race check fmt vet bench fuzz rules ci clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ fuzz: ## fuzz every FuzzXxx for FUZZTIME each (default 20s)
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
 	  done; \
 	done
+
+rules: ## promtool: check and unit-test the alert rules, check prometheus.yml
+	promtool check rules deploy/monitoring/alert_rules.yml
+	promtool test rules deploy/monitoring/alert_rules_test.yml
+	promtool check config deploy/monitoring/prometheus.yml
 
 ci: ## run .ci/run (starts PostgreSQL and Redis if needed)
 	bash .ci/run
