@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedrisk/fedrisk/internal/training"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
@@ -26,111 +29,304 @@ import (
 func newTrainCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "train",
-		Short: "Start and inspect federated training jobs through this node's training API",
+		Short: "Start, follow, list and cancel federated training jobs through this node's training API",
 		Long: `Start and inspect hetero logistic-regression training jobs through this node's
 training API (default http://127.0.0.1:7003, --server or FEDRISK_TRAIN_URL).
 
-Both parties' files must already be aligned (the PSI result applied on each side),
-and are given relative to the node's data directory. The host's operator first
-starts a host job for the guest (fedrisk train start --host-file F --peer GUEST),
-then the guest starts its job. Jobs are kept in memory: they do not survive a
-restart of the node.`,
+The guest starts a job with the host's peer name (or URL), its own CSV (--file,
+relative to the node's data directory) and, with --psi-job, a finished PSI job in
+mode both: each party keeps the rows of its file in the PSI intersection, in one
+order. The guest's session then creates the host's job from the host's side of the
+same PSI run (the host reads its PSI job's CSV, or --peer-file, below its own data
+directory). Without --psi-job both files must already be aligned, and the host's
+operator starts a host job first (--role host --file F --peer GUEST).
+
+Jobs are kept in the node's database: a job that was running when a node stopped
+resumes from its last finished epoch when the node starts again. Each party
+registers its half of the model when the job succeeds.`,
 	}
 	cf := addClientFlags(cmd, lookup, "http://127.0.0.1:7003", "FEDRISK_TRAIN_URL")
-	cmd.AddCommand(newTrainStartCmd(cf, stdout, stderr), newTrainStatusCmd(cf, stdout))
+	cmd.AddCommand(newTrainStartCmd(cf, stdout, stderr), newTrainStatusCmd(cf, stdout), newTrainListCmd(cf, stdout),
+		newTrainCancelCmd(cf, stdout))
 	return cmd
 }
 
 func newTrainStartCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 	var (
-		peer, guestFile, hostFile, modelID string
-		epochs                             int
-		wait, quiet                        bool
-		poll                               time.Duration
+		b                           trainjob.CreateBody
+		guestFile, hostFile, role   string
+		l2                          float64
+		patience                    int
+		wait, detach, quiet, asJSON bool
+		poll                        time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "start --peer NAME (--guest-file F | --host-file F) [--epochs N] [--wait]",
-		Short: "Create a training job (guest with --guest-file, host with --host-file)",
-		Example: `  fedrisk train start --peer bank --host-file telecom-aligned.csv
-  fedrisk train start --peer telecom --guest-file bank-aligned.csv --epochs 20 --wait`,
+		Use:   "start --peer NAME_OR_URL --file F [--psi-job ID] [--algo hetero-lr] [hyper-parameters]",
+		Short: "Create a training job and follow it until it ends (guest; --detach returns at once)",
+		Example: `  fedrisk train start --peer partner --psi-job psi_0123456789abcdef0123 --file bank.csv --epochs 20
+  fedrisk train start --peer https://partner.example:7003 --file bank-aligned.csv --detach --json
+  fedrisk train start --role host --peer bank --file partner-aligned.csv`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (guestFile == "") == (hostFile == "") {
-				return &usageError{fmt.Errorf("give exactly one of --guest-file and --host-file")}
+			files := 0
+			for _, f := range []string{b.File, guestFile, hostFile} {
+				if f != "" {
+					files++
+				}
 			}
-			if peer == "" {
+			switch {
+			case files != 1:
+				return &usageError{fmt.Errorf("give exactly one of --file, --guest-file and --host-file")}
+			case guestFile != "":
+				b.File, role = guestFile, nonEmpty(role, trainjob.RoleGuest)
+			case hostFile != "":
+				b.File, role = hostFile, nonEmpty(role, trainjob.RoleHost)
+			}
+			if role == "" {
+				role = trainjob.RoleGuest
+			}
+			switch {
+			case role != trainjob.RoleGuest && role != trainjob.RoleHost:
+				return &usageError{fmt.Errorf("--role must be guest or host")}
+			case (guestFile != "" && role != trainjob.RoleGuest) || (hostFile != "" && role != trainjob.RoleHost):
+				return &usageError{fmt.Errorf("--guest-file starts a guest job and --host-file a host job: use --file with --role")}
+			case b.Peer == "":
 				return &usageError{fmt.Errorf("--peer is required")}
+			case b.Algo != trainjob.AlgoHeteroLR:
+				return &usageError{fmt.Errorf("--algo %q is not supported: the only algorithm is %s", b.Algo, trainjob.AlgoHeteroLR)}
+			case wait && detach:
+				return &usageError{fmt.Errorf("give at most one of --wait and --detach")}
+			case poll <= 0:
+				return &usageError{fmt.Errorf("--poll must be positive")}
 			}
-			body := trainjob.CreateBody{Role: trainjob.RoleGuest, Peer: peer, File: guestFile, ModelID: modelID, Epochs: epochs}
-			if hostFile != "" {
-				body.Role, body.File = trainjob.RoleHost, hostFile
+			b.Role = role
+			fs := cmd.Flags()
+			if fs.Changed("l2") {
+				b.L2 = &l2
+			}
+			if fs.Changed("patience") {
+				b.Patience = &patience
+			}
+			if role == trainjob.RoleHost {
+				for _, f := range []string{"epochs", "learning-rate", "l2", "batch-size", "patience", "class-weights", "model-id", "peer-file"} {
+					if fs.Changed(f) {
+						return &usageError{fmt.Errorf("--%s is the guest's to choose, not the host's", f)}
+					}
+				}
 			}
 			c, err := cf.client()
 			if err != nil {
 				return err
 			}
 			var j trainjob.JobBody
-			if _, err := c.do(cmd.Context(), http.MethodPost, "/train/v1/jobs", body, &j); err != nil {
+			if _, err := c.do(cmd.Context(), http.MethodPost, "/train/v1/jobs", b, &j); err != nil {
 				return err
 			}
-			if wait {
-				if j, err = waitTrainJob(cmd.Context(), c, j.ID, poll, quiet, stderr); err != nil {
+			// A host job waits for its guest: it returns unless --wait.
+			follow := !detach && (role == trainjob.RoleGuest || wait)
+			if follow {
+				progress := stderr
+				if quiet {
+					progress = io.Discard
+				}
+				fmt.Fprintf(progress, "training job %s (%s, peer %s, %d rows)\n", j.ID, j.Role, j.Peer, j.Rows)
+				if j, err = waitTrainJob(cmd.Context(), c, j.ID, poll, progress); err != nil {
 					return err
 				}
 			}
-			if err := json.NewEncoder(stdout).Encode(j); err != nil {
+			if err := printTrainJob(stdout, j, asJSON); err != nil {
 				return err
 			}
-			if wait && j.Status != trainjob.StatusSucceeded {
+			if follow && j.Status != trainjob.StatusSucceeded {
 				return fmt.Errorf("training job %s ended %s: %s", j.ID, j.Status, j.Error)
 			}
 			return nil
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&peer, "peer", "", "the other party's registered name")
-	fs.StringVar(&guestFile, "guest-file", "", "the guest's aligned, labelled CSV (relative to the node's data directory)")
-	fs.StringVar(&hostFile, "host-file", "", "the host's aligned CSV (relative to the node's data directory): starts a host job")
-	fs.StringVar(&modelID, "model-id", "", "model identifier (guest; default random)")
-	fs.IntVar(&epochs, "epochs", 0, "maximum epochs (guest; default the trainer's)")
-	fs.BoolVar(&wait, "wait", false, "show progress until the job ends")
-	fs.BoolVar(&quiet, "quiet", false, "no progress lines with --wait")
-	fs.DurationVar(&poll, "poll", time.Second, "status poll interval with --wait")
+	fs.StringVar(&b.Peer, "peer", "", "the other party: its registered name or its URL in the peers setting")
+	fs.StringVar(&b.File, "file", "", "this party's CSV, relative to the node's data directory (guest: id,y,features; host: id,features)")
+	fs.StringVar(&role, "role", "", "guest (default) or host")
+	fs.StringVar(&b.PSIJob, "psi-job", "", "this node's PSI job (mode both) whose intersection selects and orders the rows")
+	fs.StringVar(&b.Algo, "algo", trainjob.AlgoHeteroLR, "algorithm (only hetero-lr)")
+	fs.StringVar(&b.HostFile, "peer-file", "", "guest: the host's CSV, relative to the host's data directory, when the session creates the host's job (default: the host's PSI input)")
+	fs.StringVar(&guestFile, "guest-file", "", "same as --file with --role guest")
+	fs.StringVar(&hostFile, "host-file", "", "same as --file with --role host")
+	fs.StringVar(&b.ModelID, "model-id", "", "model identifier (guest; default "+trainjob.DefaultModelID+")")
+	fs.IntVar(&b.Epochs, "epochs", 0, "maximum epochs (default the trainer's, 20)")
+	fs.Float64Var(&b.LearningRate, "learning-rate", 0, "base learning rate (default 0.15)")
+	fs.Float64Var(&l2, "l2", 0, "L2 regularisation (default 0.001)")
+	fs.IntVar(&b.BatchSize, "batch-size", 0, "mini-batch size (default 512)")
+	fs.IntVar(&patience, "patience", 0, "early-stopping patience in epochs, 0 disables it (default 3)")
+	fs.StringVar(&b.ClassWeights, "class-weights", "", "balanced (default) or none")
+	fs.BoolVar(&detach, "detach", false, "return once the job is created")
+	fs.BoolVar(&wait, "wait", false, "follow a host job too until it ends")
+	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&asJSON, "json", false, "print the job as JSON")
+	fs.DurationVar(&poll, "poll", time.Second, "status poll interval while following")
 	return cmd
 }
 
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// printTrainJob prints a job as JSON or as a few lines of text.
+func printTrainJob(w io.Writer, j trainjob.JobBody, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, j)
+	}
+	fmt.Fprintf(w, "job %s: %s (%s with %s, %s)\n", j.ID, j.Status, j.Role, j.Peer, j.Algo)
+	if j.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", j.Error)
+	}
+	fmt.Fprintf(w, "  file %s, %d rows, %d features", j.File, j.Rows, j.Features)
+	if j.PSIJob != "" {
+		fmt.Fprintf(w, ", PSI job %s", j.PSIJob)
+	}
+	fmt.Fprintln(w)
+	if j.ModelID != "" {
+		fmt.Fprintf(w, "  model %s version %s\n", j.ModelID, j.ModelVersion)
+	}
+	if j.Epochs > 0 {
+		fmt.Fprintf(w, "  epochs %d/%d", j.EpochsDone, j.Epochs)
+		if n := len(j.EpochStats); n > 0 {
+			e := j.EpochStats[n-1]
+			fmt.Fprintf(w, ", last: validation loss %.4f AUC %.4f KS %.4f", e.Loss, e.AUC, e.KS)
+		}
+		fmt.Fprintln(w)
+	}
+	if j.Test != nil {
+		fmt.Fprintf(w, "  test AUC %.4f KS %.4f log-loss %.4f (%d rows)\n", j.Test.AUC, j.Test.KS, j.Test.LogLoss, j.Test.Rows)
+	}
+	fmt.Fprintf(w, "  elapsed %.1fs, %.1f MB sent, %.1f MB received\n", j.ElapsedSeconds, float64(j.BytesSent)/1e6, float64(j.BytesReceived)/1e6)
+	if j.ModelPath != "" {
+		fmt.Fprintf(w, "  model half: %s\n", j.ModelPath)
+	}
+	return nil
+}
+
 func newTrainStatusCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status JOB_ID",
-		Short: "Print a training job as JSON",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a training job",
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
 			}
 			var j trainjob.JobBody
-			if _, err := c.do(cmd.Context(), http.MethodGet, "/train/v1/jobs/"+args[0], nil, &j); err != nil {
+			if _, err := c.do(cmd.Context(), http.MethodGet, "/train/v1/jobs/"+url.PathEscape(args[0]), nil, &j); err != nil {
 				return err
 			}
-			return json.NewEncoder(stdout).Encode(j)
+			return printTrainJob(stdout, j, asJSON)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the job as JSON")
+	return cmd
 }
 
-func waitTrainJob(ctx context.Context, c *apiClient, id string, poll time.Duration, quiet bool, stderr io.Writer) (trainjob.JobBody, error) {
+func newTrainListCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
+	var (
+		role, status string
+		limit        int
+		asJSON       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--role guest|host] [--status S[,S...]] [--limit N]",
+		Short: "List training jobs, newest first",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > 1000 {
+				return &usageError{fmt.Errorf("--limit must be 1..1000")}
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if role != "" {
+				q.Set("role", role)
+			}
+			if status != "" {
+				q.Set("status", status)
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var l trainjob.ListBody
+			if _, err := c.do(cmd.Context(), http.MethodGet, "/train/v1/jobs?"+q.Encode(), nil, &l); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(stdout, l)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tROLE\tPEER\tSTATUS\tEPOCHS\tTEST AUC\tMODEL\tCREATED")
+			for _, j := range l.Jobs {
+				auc := "-"
+				if j.Test != nil {
+					auc = fmt.Sprintf("%.4f", j.Test.AUC)
+				}
+				model := "-"
+				if j.ModelID != "" {
+					model = j.ModelID + "@" + j.ModelVersion
+				}
+				epochs := strconv.Itoa(j.EpochsDone)
+				if j.Epochs > 0 {
+					epochs += "/" + strconv.Itoa(j.Epochs)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Role, j.Peer, j.Status, epochs, auc, model, j.Created.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&role, "role", "", "only guest or host jobs")
+	fs.StringVar(&status, "status", "", "only jobs with these statuses (comma-separated)")
+	fs.IntVar(&limit, "limit", 100, "at most this many jobs")
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newTrainCancelCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "cancel JOB_ID",
+		Short: "Cancel a training job (a guest's host is told)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var j trainjob.JobBody
+			if _, err := c.do(cmd.Context(), http.MethodPost, "/train/v1/jobs/"+url.PathEscape(args[0])+"/cancel", nil, &j); err != nil {
+				return err
+			}
+			return printTrainJob(stdout, j, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the job as JSON")
+	return cmd
+}
+
+// waitTrainJob polls a job until it leaves waiting and running, printing
+// one progress line per finished epoch to progress.
+func waitTrainJob(ctx context.Context, c *apiClient, id string, poll time.Duration, progress io.Writer) (trainjob.JobBody, error) {
 	last := -1
 	for {
 		var j trainjob.JobBody
-		if _, err := c.do(ctx, http.MethodGet, "/train/v1/jobs/"+id, nil, &j); err != nil {
+		if _, err := c.do(ctx, http.MethodGet, "/train/v1/jobs/"+url.PathEscape(id), nil, &j); err != nil {
 			return j, err
 		}
-		if !quiet && len(j.EpochStats) != last {
-			last = len(j.EpochStats)
-			if last > 0 {
-				e := j.EpochStats[last-1]
-				fmt.Fprintf(stderr, "epoch %d: validation loss %.4f AUC %.4f KS %.4f (%.1fs)\n", e.Epoch+1, e.Loss, e.AUC, e.KS, e.Seconds)
+		if len(j.EpochStats) != last {
+			for _, e := range j.EpochStats[max(last, 0):] {
+				fmt.Fprintf(progress, "epoch %d/%d: validation loss %.4f AUC %.4f KS %.4f (%.1fs)\n", e.Epoch+1, j.Epochs, e.Loss, e.AUC, e.KS, e.Seconds)
 			}
+			last = len(j.EpochStats)
 		}
 		if j.Status != trainjob.StatusRunning && j.Status != trainjob.StatusWaiting {
 			return j, nil
@@ -259,23 +455,6 @@ func benchTables(o trainBenchOpts) (*dataset.Table, *dataset.Table, error) {
 
 // centralisedAUC trains the plaintext oracle on the joined data with the
 // federated run's split and hyper-parameters and returns its test AUC.
-func centralisedAUC(ctx context.Context, g, h *dataset.Table, cfg lr.Config) (float64, error) {
-	split := dataset.DefaultSplit()
-	gp, _ := dataset.Standardise(split.Apply(g))
-	hp, _ := dataset.Standardise(split.Apply(h))
-	join := func(pick func(dataset.Parts) *dataset.Table) lr.Data {
-		return lr.Data{X: dataset.HStack(pick(gp).X, pick(hp).X), Y: pick(gp).Labels}
-	}
-	tr := join(func(p dataset.Parts) *dataset.Table { return p.Train })
-	va := join(func(p dataset.Parts) *dataset.Table { return p.Validation })
-	te := join(func(p dataset.Parts) *dataset.Table { return p.Test })
-	m, _, err := lr.Train(ctx, tr, va, cfg)
-	if err != nil {
-		return 0, err
-	}
-	return lr.Evaluate(m.Logits(te.X), te.Y).AUC, nil
-}
-
 func writeTable(path string, t *dataset.Table) error {
 	var b bytes.Buffer
 	if err := dataset.WriteCSV(&b, t); err != nil {
@@ -328,7 +507,7 @@ func benchTrain(ctx context.Context, o trainBenchOpts, progress io.Writer) (Trai
 	if _, err := gc.do(ctx, http.MethodPost, "/train/v1/jobs", trainjob.CreateBody{Peer: "partner", File: "guest.csv", Epochs: o.epochs}, &gj); err != nil {
 		return res, fmt.Errorf("guest job: %w", err)
 	}
-	final, err := waitTrainJob(ctx, gc, gj.ID, 100*time.Millisecond, progress == io.Discard, progress)
+	final, err := waitTrainJob(ctx, gc, gj.ID, 100*time.Millisecond, progress)
 	if err != nil {
 		return res, err
 	}
@@ -355,7 +534,7 @@ func benchTrain(ctx context.Context, o trainBenchOpts, progress io.Writer) (Trai
 	fmt.Fprintln(progress, "training the centralised oracle")
 	cfg := lr.DefaultConfig()
 	cfg.Epochs = o.epochs
-	if res.AUCCentralized, err = centralisedAUC(ctx, g, h, cfg); err != nil {
+	if res.AUCCentralized, err = training.CentralizedAUC(ctx, g, h, cfg); err != nil {
 		return res, err
 	}
 	return res, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,31 +11,23 @@ import (
 	"testing"
 
 	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
+	"github.com/fedrisk/fedrisk/internal/training"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrain"
 )
 
-// runTrain runs `fedrisk train ...` against server.
-func runTrain(t *testing.T, server string, args ...string) (error, string, string) {
+// runTrain runs `fedrisk train ARGS` through run(), as main does, against
+// server; it returns the exit code, stdout and stderr.
+func runTrain(t *testing.T, server string, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	lookup := func(k string) (string, bool) {
-		if k == "FEDRISK_TRAIN_URL" {
-			return server, true
-		}
-		return "", false
-	}
-	cmd := newTrainCmd(lookup, &out, &errb)
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	cmd.SilenceErrors, cmd.SilenceUsage = true, true
-	err := cmd.ExecuteContext(context.Background())
-	return err, out.String(), errb.String()
+	return runCLI(t, map[string]string{"FEDRISK_TRAIN_URL": server}, append([]string{"train"}, args...)...)
 }
 
 // startTrainNodes starts the training services of a guest "bank" and a
-// host "telecom" in process, over plain HTTP on loopback.
+// host "telecom" in process, over plain HTTP on loopback, each with its
+// jobs in a SQLite database.
 func startTrainNodes(t *testing.T) (guestURL, hostURL, guestDir, hostDir string) {
 	t.Helper()
 	servers := map[string]*httptest.Server{}
@@ -50,8 +41,9 @@ func startTrainNodes(t *testing.T) (guestURL, hostURL, guestDir, hostDir string)
 	dirs := map[string]string{}
 	for p, other := range map[string]string{"bank": "telecom", "telecom": "bank"} {
 		dirs[p] = t.TempDir()
+		db := sqldbtest.OpenSQLite(t, true)
 		svc, err := trainjob.New(context.Background(), trainjob.Deps{Config: config.Config{Party: p, DataDir: dirs[p],
-			Peers: []config.Peer{{Name: other, URL: servers[other].URL}}}})
+			Peers: []config.Peer{{Name: other, URL: servers[other].URL}}}, DB: db, Store: sqltrain.New(db)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +53,7 @@ func startTrainNodes(t *testing.T) (guestURL, hostURL, guestDir, hostDir string)
 	return servers["bank"].URL, servers["telecom"].URL, dirs["bank"], dirs["telecom"]
 }
 
-func TestTrainStartCLI(t *testing.T) {
+func TestTrainCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
 	}
@@ -77,42 +69,128 @@ func TestTrainStartCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var ue *usageError
-	if err, _, _ := runTrain(t, gURL, "start", "--peer", "telecom"); !errors.As(err, &ue) {
-		t.Errorf("no file: %v, want a usage error", err)
+	// Bad command lines: exit 2, one clear line, nothing created.
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no file", []string{"start", "--peer", "telecom"}, "exactly one of --file"},
+		{"two files", []string{"start", "--peer", "telecom", "--file", "g.csv", "--host-file", "h.csv"}, "exactly one of --file"},
+		{"no peer", []string{"start", "--file", "g.csv"}, "--peer is required"},
+		{"algo", []string{"start", "--peer", "telecom", "--file", "g.csv", "--algo", "secureboost"}, `--algo "secureboost" is not supported`},
+		{"role", []string{"start", "--peer", "telecom", "--file", "g.csv", "--role", "judge"}, "--role must be guest or host"},
+		{"host hyper-parameters", []string{"start", "--peer", "bank", "--file", "h.csv", "--role", "host", "--epochs", "3"}, "--epochs is the guest's"},
+		{"status args", []string{"status"}, "accepts 1 arg"},
+		{"list limit", []string{"list", "--limit", "0"}, "--limit must be 1..1000"},
+		{"unknown flag", []string{"start", "--nope"}, "unknown flag"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runTrain(t, gURL, tt.args...)
+			if code != 2 || !strings.Contains(stderr, tt.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
+			}
+		})
 	}
-	if err, _, _ := runTrain(t, gURL, "start", "--peer", "telecom", "--guest-file", "g.csv", "--host-file", "h.csv"); !errors.As(err, &ue) {
-		t.Errorf("two files: %v, want a usage error", err)
+	// Bad requests the API refuses: exit 1 with its reason.
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"start", "--peer", "telecom", "--file", "missing.csv"}, "invalid_request (HTTP 400)"},
+		{"outside the data dir", []string{"start", "--peer", "telecom", "--file", "../g.csv"}, "below the node's data directory"},
+		{"unknown peer", []string{"start", "--peer", "http://127.0.0.1:1", "--file", "g.csv"}, "no configured peer has the URL"},
+		{"psi job", []string{"start", "--peer", "telecom", "--file", "g.csv", "--psi-job", "psi_00000000000000000000"}, "no PSI job"},
+		{"hyper-parameters", []string{"start", "--peer", "telecom", "--file", "g.csv", "--learning-rate", "-1"}, "learning rate"},
+		{"no such job", []string{"status", "tj-000000000000000000000000"}, "job_not_found"},
+		{"cancel no such job", []string{"cancel", "nope"}, "job_not_found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runTrain(t, gURL, tt.args...)
+			if code != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, tt.want)
+			}
+		})
 	}
-	if err, _, _ := runTrain(t, gURL, "start", "--peer", "telecom", "--guest-file", "missing.csv"); err == nil || !strings.Contains(err.Error(), "invalid_request") {
-		t.Errorf("missing file: %v", err)
+	if code, out, _ := runTrain(t, gURL, "list", "--json"); code != 0 || !strings.Contains(out, `"jobs": []`) {
+		t.Fatalf("bad requests created jobs: %d %s", code, out)
 	}
 
-	err, out, _ := runTrain(t, hURL, "start", "--peer", "bank", "--host-file", "h.csv")
-	if err != nil {
-		t.Fatal(err)
+	// The host's operator starts the host job: it returns at once.
+	code, out, stderr := runTrain(t, hURL, "start", "--role", "host", "--peer", "bank", "--file", "h.csv", "--json")
+	if code != 0 {
+		t.Fatal(stderr)
 	}
 	var hj trainjob.JobBody
-	if err := json.Unmarshal([]byte(out), &hj); err != nil || hj.Status != trainjob.StatusWaiting || hj.Role != "host" {
+	if err := json.Unmarshal([]byte(out), &hj); err != nil || hj.Status != trainjob.StatusWaiting || hj.Role != "host" || hj.Algo != trainjob.AlgoHeteroLR {
 		t.Fatalf("host job %s (%v)", out, err)
 	}
-	err, out, progress := runTrain(t, gURL, "start", "--peer", "telecom", "--guest-file", "g.csv", "--epochs", "2", "--wait", "--poll", "20ms")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, progress)
+	// The guest follows its job until it ends.
+	code, out, progress := runTrain(t, gURL, "start", "--peer", "telecom", "--file", "g.csv", "--epochs", "2", "--l2", "0",
+		"--patience", "0", "--model-id", "risk", "--poll", "20ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, progress)
 	}
 	var gj trainjob.JobBody
 	if err := json.Unmarshal([]byte(out), &gj); err != nil {
 		t.Fatal(err)
 	}
-	if gj.Status != trainjob.StatusSucceeded || gj.EpochsDone != 2 || gj.Test == nil || gj.Test.AUC < 0.6 || gj.ModelPath == "" {
+	if gj.Status != trainjob.StatusSucceeded || gj.EpochsDone != 2 || gj.Test == nil || gj.Test.AUC < 0.6 || gj.ModelPath == "" ||
+		gj.ModelID != "risk" || gj.ModelVersion != "1" || gj.Params == nil || gj.Params.L2 != 0 || gj.Params.Patience != 0 || gj.PeerJob != hj.ID {
 		t.Errorf("guest job %+v", gj)
 	}
-	if !strings.Contains(progress, "epoch 2: validation loss") {
+	if !strings.Contains(progress, "epoch 2/2: validation loss") || !strings.Contains(progress, "training job "+gj.ID) {
 		t.Errorf("progress %q", progress)
 	}
-	err, out, _ = runTrain(t, hURL, "status", hj.ID)
-	if err != nil || !strings.Contains(out, `"status":"succeeded"`) {
-		t.Errorf("host status %v %s", err, out)
+	code, out, _ = runTrain(t, hURL, "status", hj.ID)
+	if code != 0 || !strings.Contains(out, "job "+hj.ID+": succeeded (host with bank, hetero-lr)") || !strings.Contains(out, "model risk version 1") {
+		t.Errorf("host status %d %s", code, out)
+	}
+	code, out, _ = runTrain(t, gURL, "list")
+	if code != 0 || !strings.Contains(out, gj.ID) || !strings.Contains(out, "risk@1") || !strings.Contains(out, "2/2") {
+		t.Errorf("list %d\n%s", code, out)
+	}
+	code, out, _ = runTrain(t, gURL, "list", "--status", "failed", "--json")
+	if code != 0 || strings.Contains(out, gj.ID) {
+		t.Errorf("list --status failed %d\n%s", code, out)
+	}
+	if code, _, stderr := runTrain(t, gURL, "cancel", gj.ID); code != 1 || !strings.Contains(stderr, "job_final") {
+		t.Errorf("cancel a finished job: %d %q", code, stderr)
+	}
+
+	// A detached guest job whose host has no job waiting fails; cancel a
+	// waiting host job.
+	code, out, _ = runTrain(t, gURL, "start", "--peer", "telecom", "--file", "g.csv", "--detach", "--json")
+	if code != 0 || !strings.Contains(out, `"status": "running"`) {
+		t.Errorf("detach %d %s", code, out)
+	}
+	code, out, _ = runTrain(t, hURL, "start", "--host-file", "h.csv", "--peer", "bank", "--json")
+	if err := json.Unmarshal([]byte(out), &hj); code != 0 || err != nil {
+		t.Fatal(out)
+	}
+	code, out, _ = runTrain(t, hURL, "cancel", hj.ID, "--json")
+	if code != 0 || !strings.Contains(out, `"status": "cancelled"`) {
+		t.Errorf("cancel %d %s", code, out)
+	}
+}
+
+// TestTrainCLIServe runs the real binary's training API (`fedrisk serve
+// --services serving`) and talks to it with the CLI.
+func TestTrainCLIServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess test")
+	}
+	_, addrs := startServe(t, "serve --services serving --serving-addr 127.0.0.1:0 --party bank --peer telecom=http://127.0.0.1:1 --data-dir "+t.TempDir())
+	url := "http://" + addrs["serving"]
+	if code, out, stderr := runTrain(t, url, "list", "--json"); code != 0 || !strings.Contains(out, `"jobs": []`) {
+		t.Errorf("list: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr := runTrain(t, url, "start", "--peer", "telecom", "--file", "none.csv"); code != 1 || !strings.Contains(stderr, "invalid_request") {
+		t.Errorf("start: %d %s", code, stderr)
+	}
+	if code, _, stderr := runTrain(t, url, "status", "tj-000000000000000000000000"); code != 1 || !strings.Contains(stderr, "job_not_found") {
+		t.Errorf("status: %d %s", code, stderr)
 	}
 }
 
@@ -132,7 +210,7 @@ func TestBenchTrainPieces(t *testing.T) {
 	}
 	cfg := lr.DefaultConfig()
 	cfg.Epochs = 3
-	auc, err := centralisedAUC(context.Background(), g, h, cfg)
+	auc, err := training.CentralizedAUC(context.Background(), g, h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

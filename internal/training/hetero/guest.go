@@ -50,6 +50,13 @@ type GuestConfig struct {
 	// if set, after every epoch. Both run on Run's goroutine.
 	Started  func()
 	Progress func(Progress)
+	// Resume, if set, continues a run from a checkpoint: training starts
+	// at the epoch after it (see GuestCheckpoint). Its model id, version,
+	// hyper-parameters and rows must be this run's.
+	Resume *GuestCheckpoint
+	// Checkpoint, if set, is called with the state after every epoch,
+	// before the hosts learn the epoch ended; an error ends the run.
+	Checkpoint func(*GuestCheckpoint) error
 }
 
 // Progress reports one finished epoch.
@@ -119,6 +126,17 @@ func NewGuest(cfg GuestConfig, table *dataset.Table, hosts []HostPeer) (*Guest, 
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if c := cfg.Resume; c != nil {
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("%w: checkpoint: %v", ErrMismatch, err)
+		}
+		if c.ModelID != cfg.ModelID || c.Version != cfg.Version || c.Train != cfg.Train || c.IDDigest != idDigest(table.IDs) {
+			return nil, fmt.Errorf("%w: the checkpoint was taken for another model, hyper-parameters or rows", ErrMismatch)
+		}
+		if len(c.Weights) != len(table.Features) {
+			return nil, fmt.Errorf("%w: the checkpoint has %d guest weights, the table %d features", ErrMismatch, len(c.Weights), len(table.Features))
+		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -275,6 +293,9 @@ func (r *guestRun) handshake(ctx context.Context, bud budget, pk *rlwe.PublicKey
 			HostIndex: h, Hosts: len(g.hosts), Params: cfg.Params, Budget: bud, Train: cfg.Train,
 			Split: cfg.Split, Rows: g.table.Len(), IDDigest: digest, GuestColumns: r.cols,
 		}
+		if cfg.Resume != nil {
+			hl.StartEpoch = cfg.Resume.Epoch + 1
+		}
 		b, err := jsonBytes(hl)
 		if err != nil {
 			return err
@@ -411,11 +432,21 @@ func (r *guestRun) train(ctx context.Context) (*GuestModel, error) {
 	stop := lr.NewEarlyStopping(cfg)
 	useStop := stop.Enabled() && parts.Validation.Len() > 0
 	r.stats.bestEpoch = -1
-	last := 0
+	last, start, stopped := 0, 0, false
+	if cp := g.cfg.Resume; cp != nil {
+		copy(r.w, cp.Weights)
+		r.bias = cp.Bias
+		copy(best.Weights, cp.BestWeights)
+		best.Bias = cp.BestBias
+		r.stats.bestEpoch = cp.BestEpoch
+		r.stats.history = append([]lr.EpochStats(nil), cp.History...)
+		stop.Restore(cp.Stopping)
+		last, start, stopped = cp.Epoch, cp.Epoch+1, cp.Stop
+	}
 	if g.cfg.Started != nil {
 		g.cfg.Started()
 	}
-	for e := 0; e < cfg.Epochs; e++ {
+	for e := start; e < cfg.Epochs && !stopped; e++ {
 		epochStart := time.Now()
 		eta := cfg.Schedule.Rate(cfg.LearningRate, e)
 		for _, k := range r.plan.Order(e) {
@@ -451,6 +482,15 @@ func (r *guestRun) train(ctx context.Context) (*GuestModel, error) {
 		}
 		if halt || e == cfg.Epochs-1 {
 			flags |= flagStop
+		}
+		if g.cfg.Checkpoint != nil {
+			cp := &GuestCheckpoint{ModelID: g.cfg.ModelID, Version: g.cfg.Version, IDDigest: idDigest(g.table.IDs), Train: cfg,
+				Epoch: e, Stop: flags&flagStop != 0, Weights: append([]float64(nil), r.w...), Bias: r.bias,
+				BestWeights: append([]float64(nil), best.Weights...), BestBias: best.Bias, BestEpoch: r.stats.bestEpoch,
+				Stopping: stop.State(), History: append([]lr.EpochStats(nil), r.stats.history...)}
+			if err := g.cfg.Checkpoint(cp); err != nil {
+				return nil, fmt.Errorf("checkpoint after epoch %d: %w", e, err)
+			}
 		}
 		for _, peer := range g.hosts {
 			if err := peer.Transport.Send(ctx, Message{Type: MsgEpochEnd, Epoch: uint32(e), Payload: []byte{flags}}); err != nil {

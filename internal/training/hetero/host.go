@@ -33,6 +33,13 @@ type HostConfig struct {
 	// CacheBytes bounds the memory spent caching per-batch plaintexts of
 	// the host's features (0: 512 MiB).
 	CacheBytes int64
+	// Resume, if set, continues a run from this host's checkpoint; the
+	// guest's Hello must start at the epoch after it, for the same model,
+	// hyper-parameters and rows (ErrMismatch otherwise).
+	Resume *HostCheckpoint
+	// Checkpoint, if set, is called with the host's state after every
+	// epoch; an error ends the run.
+	Checkpoint func(*HostCheckpoint) error
 }
 
 // Host is a feature provider's side of a run.
@@ -151,6 +158,9 @@ func (r *hostRun) handshake(ctx context.Context) error {
 	}
 	if hl.Rows != h.table.Len() || hl.IDDigest != idDigest(h.table.IDs) {
 		return fmt.Errorf("%w: the guest's aligned identifiers differ from this host's", ErrMismatch)
+	}
+	if err := r.checkResume(); err != nil {
+		return err
 	}
 	if err := hl.Params.Validate(); err != nil {
 		return err
@@ -325,8 +335,13 @@ func (r *hostRun) train(ctx context.Context) (*HostModel, error) {
 	parts := r.prep.parts
 	r.w = make([]float64, parts.Train.X.Cols)
 	r.best = make([]float64, len(r.w))
-	last := -1
-	for e := 0; e < cfg.Epochs; e++ {
+	last, start, stopped := -1, 0, false
+	if cp := h.cfg.Resume; cp != nil {
+		copy(r.w, cp.Weights)
+		copy(r.best, cp.Best)
+		last, start, stopped = cp.Epoch, cp.Epoch+1, cp.Stop
+	}
+	for e := start; e < cfg.Epochs && !stopped; e++ {
 		eta := cfg.Schedule.Rate(cfg.LearningRate, e)
 		for _, k := range r.plan.Order(e) {
 			if err := r.step(ctx, e, k, eta); err != nil {
@@ -350,6 +365,13 @@ func (r *hostRun) train(ctx context.Context) (*HostModel, error) {
 			copy(r.best, r.w)
 		}
 		last = e
+		if h.cfg.Checkpoint != nil {
+			cp := &HostCheckpoint{ModelID: r.hl.ModelID, Version: r.hl.Version, IDDigest: r.hl.IDDigest, Train: cfg,
+				Epoch: e, Stop: m.Payload[0]&flagStop != 0, Weights: append([]float64(nil), r.w...), Best: append([]float64(nil), r.best...)}
+			if err := h.cfg.Checkpoint(cp); err != nil {
+				return nil, fmt.Errorf("checkpoint after epoch %d: %w", e, err)
+			}
+		}
 		if m.Payload[0]&flagStop != 0 {
 			break
 		}
@@ -583,4 +605,33 @@ func (r *hostRun) sendEval(ctx context.Context, e, set int, t *dataset.Table) er
 		out[i] = i128From(ui).add(z[i])
 	}
 	return r.h.t.Send(ctx, Message{Type: MsgEvalScores, Epoch: uint32(e), Batch: uint32(set), Payload: appendScores(make([]byte, 0, 16*n), out)})
+}
+
+// checkResume checks the guest's start epoch against this host's
+// checkpoint.
+func (r *hostRun) checkResume() error {
+	hl, cp := r.hl, r.h.cfg.Resume
+	want := 0
+	if cp != nil {
+		want = cp.Epoch + 1
+	}
+	if hl.StartEpoch != want {
+		if cp == nil {
+			return fmt.Errorf("%w: the guest resumes at epoch %d, this host has no checkpoint to resume from", ErrMismatch, hl.StartEpoch)
+		}
+		return fmt.Errorf("%w: the guest resumes at epoch %d, this host's checkpoint is after epoch %d", ErrMismatch, hl.StartEpoch, cp.Epoch)
+	}
+	if cp == nil {
+		return nil
+	}
+	if err := cp.check(); err != nil {
+		return fmt.Errorf("%w: checkpoint: %v", ErrMismatch, err)
+	}
+	if cp.ModelID != hl.ModelID || cp.Version != hl.Version || cp.IDDigest != hl.IDDigest || cp.Train != hl.Train {
+		return fmt.Errorf("%w: this host's checkpoint was taken for another model, hyper-parameters or rows", ErrMismatch)
+	}
+	if len(cp.Weights) != r.h.table.X.Cols {
+		return fmt.Errorf("%w: the checkpoint has %d weights, the table %d features", ErrMismatch, len(cp.Weights), r.h.table.X.Cols)
+	}
+	return nil
 }

@@ -38,6 +38,9 @@ type hello struct {
 	// GuestColumns is the number of guest columns (features and the
 	// intercept) host 0 computes the guest's gradient term for.
 	GuestColumns int `json:"guest_columns"`
+	// StartEpoch is the first epoch of this session: 0, or the epoch after
+	// the checkpoint both parties resume from.
+	StartEpoch int `json:"start_epoch,omitempty"`
 }
 
 // helloReply is a host's answer.

@@ -80,3 +80,20 @@ func (s *EarlyStopping) Observe(e int, loss float64) (best, stop bool) {
 
 // Best returns the best epoch and its loss (-1 before any observation).
 func (s *EarlyStopping) Best() (int, float64) { return s.bestEpoch, s.best }
+
+// StoppingState is the state of an EarlyStopping rule, for a checkpoint.
+type StoppingState struct {
+	Started   bool    `json:"started"`
+	Best      float64 `json:"best"`
+	BestEpoch int     `json:"best_epoch"`
+}
+
+// State returns the rule's state.
+func (s *EarlyStopping) State() StoppingState {
+	return StoppingState{Started: s.started, Best: s.best, BestEpoch: s.bestEpoch}
+}
+
+// Restore sets the rule's state from a checkpoint.
+func (s *EarlyStopping) Restore(st StoppingState) {
+	s.started, s.best, s.bestEpoch = st.Started, st.Best, st.BestEpoch
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/auth"
@@ -14,20 +16,35 @@ import (
 
 // CreateBody is POST /train/v1/jobs.
 type CreateBody struct {
-	Role    string `json:"role"` // guest (default) or host
-	Peer    string `json:"peer"`
-	File    string `json:"file"` // relative to the node's data directory
+	Role    string `json:"role,omitempty"` // guest (default) or host
+	Algo    string `json:"algo,omitempty"` // hetero-lr (default; the only one)
+	Peer    string `json:"peer"`           // name, or URL of a configured peer
+	File    string `json:"file"`           // relative to the node's data directory
+	PSIJob  string `json:"psi_job,omitempty"`
 	ModelID string `json:"model_id,omitempty"`
-	Epochs  int    `json:"epochs,omitempty"`
+	// HostFile is the host's file, relative to the host's data directory,
+	// when the guest's session creates the host's job (guest only).
+	HostFile     string   `json:"host_file,omitempty"`
+	Epochs       int      `json:"epochs,omitempty"`
+	BatchSize    int      `json:"batch_size,omitempty"`
+	LearningRate float64  `json:"learning_rate,omitempty"`
+	L2           *float64 `json:"l2,omitempty"`
+	Patience     *int     `json:"patience,omitempty"`
+	ClassWeights string   `json:"class_weights,omitempty"` // balanced or none
 }
 
 // JobBody is a job as the API answers it.
 type JobBody struct {
 	ID             string      `json:"id"`
 	Role           string      `json:"role"`
+	Algo           string      `json:"algo"`
 	Peer           string      `json:"peer"`
+	PeerJob        string      `json:"peer_job,omitempty"`
 	File           string      `json:"file"`
+	PSIJob         string      `json:"psi_job,omitempty"`
 	ModelID        string      `json:"model_id,omitempty"`
+	ModelVersion   string      `json:"model_version,omitempty"`
+	Params         *lr.Config  `json:"params,omitempty"`
 	Status         string      `json:"status"`
 	Error          string      `json:"error,omitempty"`
 	Rows           int         `json:"rows"`
@@ -58,7 +75,13 @@ func NewJobBody(j Job, now time.Time) JobBody {
 	if stats == nil {
 		stats = []EpochStat{}
 	}
-	return JobBody{ID: j.ID, Role: j.Role, Peer: j.Peer, File: j.File, ModelID: j.ModelID, Status: j.Status, Error: j.Error,
+	var params *lr.Config
+	if j.Train != (lr.Config{}) {
+		p := j.Train
+		params = &p
+	}
+	return JobBody{ID: j.ID, Role: j.Role, Algo: j.Algo, Peer: j.Peer, PeerJob: j.PeerJob, File: j.File, PSIJob: j.PSIJob,
+		ModelID: j.ModelID, ModelVersion: j.Version, Params: params, Status: j.Status, Error: j.Error,
 		Rows: j.Rows, Features: j.Features, Epochs: j.Epochs, EpochsDone: len(j.EpochStats), EpochStats: stats, Test: j.Test,
 		ElapsedSeconds: j.Elapsed(now).Seconds(), Created: j.Created, Started: timePtr(j.Started), Finished: timePtr(j.Finished),
 		ModelPath: j.ModelPath, BytesSent: j.BytesSent, BytesReceived: j.BytesReceived}
@@ -100,7 +123,9 @@ func mapError(err error) error {
 	case errors.Is(err, ErrNotFound):
 		return web.Errorf(http.StatusNotFound, "job_not_found", "no such training job")
 	case errors.Is(err, ErrInvalid):
-		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", clip(err.Error(), 500))
+		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", clip(strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "), 500))
+	case errors.Is(err, ErrFinal):
+		return web.Errorf(http.StatusConflict, "job_final", "%s", clip(err.Error(), 200))
 	}
 	return err
 }
@@ -113,7 +138,9 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	if b.Role == "" {
 		b.Role = RoleGuest
 	}
-	j, err := a.m.Create(r.Context(), Request{Role: b.Role, Peer: b.Peer, File: b.File, ModelID: b.ModelID, Epochs: b.Epochs})
+	j, err := a.m.Create(r.Context(), Request{Role: b.Role, Algo: b.Algo, Peer: b.Peer, File: b.File, PSIJob: b.PSIJob,
+		ModelID: b.ModelID, HostFile: b.HostFile, Epochs: b.Epochs, BatchSize: b.BatchSize, LearningRate: b.LearningRate,
+		L2: b.L2, Patience: b.Patience, ClassWeights: b.ClassWeights, Actor: authhttp.PrincipalOf(r.Context()).Actor()})
 	if err != nil {
 		return err
 	}
@@ -133,13 +160,44 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := Filter{Role: q.Get("role")}
+	if f.Role != "" && f.Role != RoleGuest && f.Role != RoleHost {
+		return web.Errorf(http.StatusBadRequest, "invalid_request", "role must be guest or host")
+	}
+	if s := q.Get("status"); s != "" {
+		for _, v := range strings.Split(s, ",") {
+			switch v {
+			case StatusWaiting, StatusRunning, StatusSucceeded, StatusFailed, StatusCancelled:
+				f.Status = append(f.Status, v)
+			default:
+				return web.Errorf(http.StatusBadRequest, "invalid_request", "status must be waiting, running, succeeded, failed or cancelled")
+			}
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return web.Errorf(http.StatusBadRequest, "invalid_request", "limit must be 1..1000")
+		}
+		f.Limit = n
+	}
+	jobs, err := a.m.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
 	now := a.m.opts.Now()
 	out := []JobBody{}
-	for _, j := range a.m.List(r.Context()) {
+	for _, j := range jobs {
 		out = append(out, NewJobBody(j, now))
 	}
-	web.WriteJSON(w, http.StatusOK, map[string]any{"jobs": out})
+	web.WriteJSON(w, http.StatusOK, ListBody{Jobs: out})
 	return nil
+}
+
+// ListBody is GET /train/v1/jobs.
+type ListBody struct {
+	Jobs []JobBody `json:"jobs"`
 }
 
 func (a *API) cancel(w http.ResponseWriter, r *http.Request) error {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
+	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -55,22 +56,35 @@ func temporary(err error) bool {
 	return true // network errors
 }
 
-// Open opens a session at the host whose peer API is at baseURL.
+// Open opens a session at the host whose peer API is at baseURL, asking
+// for nothing in particular (the host picks its oldest waiting job).
 func Open(ctx context.Context, hc *http.Client, baseURL string, opts ClientOptions) (*Client, error) {
+	c, _, err := OpenSession(ctx, hc, baseURL, opts, OpenRequest{})
+	return c, err
+}
+
+// OpenSession opens a session at the host with req and returns the host's
+// answer.
+func OpenSession(ctx context.Context, hc *http.Client, baseURL string, opts ClientOptions, req OpenRequest) (*Client, OpenAnswer, error) {
 	if opts.MessageTimeout <= 0 {
 		opts.MessageTimeout = DefaultMessageTimeout
 	}
-	c := &Client{http: hc, base: strings.TrimRight(baseURL, "/"), opts: opts}
-	status, data, err := c.do(ctx, http.MethodPost, "/train/v1/peer/sessions", "application/json", []byte("{}"))
+	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, err
+		return nil, OpenAnswer{}, err
+	}
+	c := &Client{http: hc, base: strings.TrimRight(baseURL, "/"), opts: opts}
+	status, data, err := c.do(ctx, http.MethodPost, "/train/v1/peer/sessions", "application/json", body)
+	if err != nil {
+		return nil, OpenAnswer{}, err
 	}
 	var a OpenAnswer
-	if status != http.StatusCreated || json.Unmarshal(data, &a) != nil || a.Session == "" || len(a.Session) > 64 {
-		return nil, fmt.Errorf("training peer: unexpected answer to open (HTTP %d)", status)
+	if status != http.StatusCreated || json.Unmarshal(data, &a) != nil || a.Session == "" || len(a.Session) > 64 ||
+		(a.HostJob != "" && !ValidJobID(a.HostJob)) || a.ResumeEpoch < -1 || a.ResumeEpoch >= lr.MaxEpochs {
+		return nil, OpenAnswer{}, fmt.Errorf("training peer: unexpected answer to open (HTTP %d)", status)
 	}
 	c.session = a.Session
-	return c, nil
+	return c, a, nil
 }
 
 // Session returns the session id.

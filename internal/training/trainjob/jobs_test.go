@@ -110,6 +110,11 @@ func TestJobsOverMutualTLS(t *testing.T) {
 	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "telecom", File: "../etc/passwd"}, http.StatusBadRequest)
 	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "nobody", File: "guest.csv"}, http.StatusBadRequest)
 	call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs/tj-none", nil, http.StatusNotFound)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "telecom", File: "guest.csv", Algo: "secureboost"}, http.StatusBadRequest)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", map[string]any{"peer": "telecom", "file": "guest.csv", "epochs": "many"}, http.StatusBadRequest)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Role: "host", Peer: "bank", File: "guest.csv", Epochs: 3}, http.StatusBadRequest)
+	call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs?status=bogus", nil, http.StatusBadRequest)
+	call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs?limit=0", nil, http.StatusBadRequest)
 
 	hj := call(t, telecom.admin, "POST", telecom.server.URL+"/train/v1/jobs", CreateBody{Role: "host", Peer: "bank", File: "host.csv"}, http.StatusAccepted)
 	if hj.Status != StatusWaiting || hj.Rows != 2000 || hj.Features != len(h.Features) {

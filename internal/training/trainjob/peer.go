@@ -1,21 +1,27 @@
 package trainjob
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/pki"
+	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
+	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -40,11 +46,81 @@ const (
 	linger = time.Minute
 )
 
-// Acceptor starts the host's side of a session the guest party opened,
-// talking over t (typically hetero.NewHost(...).Run in a goroutine). It
-// must not block; an error refuses the session. done must be called when
-// the host's run ends.
-type Acceptor func(party, session string, t hetero.Transport, done func()) error
+// Acceptor starts the host's side of a session the guest party opened
+// with req, talking over t (typically hetero.NewHost(...).Run in a
+// goroutine). It must not block on the run; an error refuses the session.
+// done must be called when the host's run ends (also after an error).
+type Acceptor func(party, session string, req OpenRequest, t hetero.Transport, done func()) (OpenAnswer, error)
+
+// OpenRequest is the body of POST /train/v1/peer/sessions: what the guest
+// asks the host to train on.
+type OpenRequest struct {
+	// GuestJob is the guest's training job.
+	GuestJob string `json:"guest_job,omitempty"`
+	// Algo is the algorithm (empty: hetero-lr).
+	Algo string `json:"algo,omitempty"`
+	// HostJob names the host's job the guest trains with (known after the
+	// first session, or from the host's operator).
+	HostJob string `json:"host_job,omitempty"`
+	// PSIJob and PSISession name the PSI run whose intersection both
+	// parties align to: the host's PSI job (when the guest's job recorded
+	// it) and the PSI session both parties' jobs recorded.
+	PSIJob     string `json:"psi_job,omitempty"`
+	PSISession string `json:"psi_session,omitempty"`
+	// HostFile is the host's CSV, relative to its data directory, for a
+	// host job created by this session (empty: the PSI job's input).
+	HostFile string `json:"host_file,omitempty"`
+	// Resume asks to continue HostJob after epoch ResumeEpoch, the
+	// guest's last checkpoint (−1: none, start again).
+	Resume      bool `json:"resume,omitempty"`
+	ResumeEpoch int  `json:"resume_epoch,omitempty"`
+}
+
+// MaxOpenBytes bounds the body of an open request.
+const MaxOpenBytes = 4096
+
+// DecodeOpenRequest decodes and checks an open request body.
+func DecodeOpenRequest(b []byte) (OpenRequest, error) {
+	var r OpenRequest
+	if len(b) > MaxOpenBytes {
+		return r, fmt.Errorf("open request of %d bytes, limit %d", len(b), MaxOpenBytes)
+	}
+	if len(b) == 0 {
+		return r, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return OpenRequest{}, fmt.Errorf("open request: %v", err)
+	}
+	if dec.More() {
+		return OpenRequest{}, errors.New("open request: data after the JSON object")
+	}
+	return r, r.Validate()
+}
+
+// Validate checks the shapes of the request's fields.
+func (r OpenRequest) Validate() error {
+	switch {
+	case r.GuestJob != "" && !ValidJobID(r.GuestJob):
+		return errors.New("open request: malformed guest job id")
+	case r.HostJob != "" && !ValidJobID(r.HostJob):
+		return errors.New("open request: malformed host job id")
+	case r.Algo != "" && r.Algo != AlgoHeteroLR:
+		return fmt.Errorf("open request: algorithm %.40q is not supported (only %s)", r.Algo, AlgoHeteroLR)
+	case r.PSIJob != "" && !psijob.ValidJobID(r.PSIJob):
+		return errors.New("open request: malformed PSI job id")
+	case r.PSISession != "" && !psijob.ValidSessionID(r.PSISession):
+		return errors.New("open request: malformed PSI session id")
+	case r.HostFile != "" && (len(r.HostFile) > 255 || !filepath.IsLocal(r.HostFile)):
+		return errors.New("open request: host_file must be a relative path below the host's data directory")
+	case r.Resume && r.HostJob == "":
+		return errors.New("open request: a resume names the host job")
+	case r.ResumeEpoch < -1 || r.ResumeEpoch >= lr.MaxEpochs || (!r.Resume && r.ResumeEpoch != 0):
+		return errors.New("open request: resume epoch out of range")
+	}
+	return nil
+}
 
 // PeerOptions configure the peer API.
 type PeerOptions struct {
@@ -170,11 +246,21 @@ func isLoopback(remote string) bool {
 // OpenAnswer is the host's answer to a new session.
 type OpenAnswer struct {
 	Session string `json:"session"`
+	// HostJob is the host's training job serving the session.
+	HostJob string `json:"host_job,omitempty"`
+	// ResumeEpoch is the epoch both parties resume after (−1: from the
+	// start); meaningful when the request asked to resume.
+	ResumeEpoch int `json:"resume_epoch"`
 }
 
 func (p *Peer) open(w http.ResponseWriter, r *http.Request) error {
-	if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, 4096)); err != nil {
-		return err
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxOpenBytes+1))
+	if err != nil {
+		return fmt.Errorf("read open request: %w", err)
+	}
+	req, err := DecodeOpenRequest(b)
+	if err != nil {
+		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", clip(err.Error(), 300))
 	}
 	if p.opts.Accept == nil {
 		return web.Errorf(http.StatusConflict, "no_host_job", "this node has no training job waiting for a guest")
@@ -192,11 +278,13 @@ func (p *Peer) open(w http.ResponseWriter, r *http.Request) error {
 		s.finish()
 		time.AfterFunc(linger, func() { p.drop(s.id) })
 	}
-	if err := p.opts.Accept(party, s.id, s, done); err != nil {
+	ans, err := p.opts.Accept(party, s.id, req, s, done)
+	if err != nil {
 		p.drop(s.id)
 		return web.Errorf(http.StatusConflict, "refused", "%s", clip(err.Error(), 300))
 	}
-	web.WriteJSON(w, http.StatusCreated, OpenAnswer{Session: s.id})
+	ans.Session = s.id
+	web.WriteJSON(w, http.StatusCreated, ans)
 	return nil
 }
 

@@ -30,7 +30,7 @@ func TestPeerChecksMessages(t *testing.T) {
 		PlainPeers: true,
 		Allowed:    func(s string) bool { return s == "bank" || s == "other" },
 		Poll:       50 * time.Millisecond,
-		Accept: func(party, session string, tr hetero.Transport, done func()) error {
+		Accept: func(party, session string, _ OpenRequest, tr hetero.Transport, done func()) (OpenAnswer, error) {
 			go func() {
 				defer done()
 				for {
@@ -41,7 +41,7 @@ func TestPeerChecksMessages(t *testing.T) {
 					got <- m
 				}
 			}()
-			return nil
+			return OpenAnswer{}, nil
 		},
 	})
 	defer p.Close()

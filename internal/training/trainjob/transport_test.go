@@ -96,10 +96,10 @@ func startHost(t *testing.T, h *dataset.Table) *mtls {
 	t.Cleanup(cancel)
 	m.peer = NewPeer(PeerOptions{
 		Allowed: func(p string) bool { return p == "bank" },
-		Accept: func(party, session string, tr hetero.Transport, done func()) error {
+		Accept: func(party, session string, _ OpenRequest, tr hetero.Transport, done func()) (OpenAnswer, error) {
 			host, err := hetero.NewHost(hetero.HostConfig{Name: "telecom"}, h, tr)
 			if err != nil {
-				return err
+				return OpenAnswer{}, err
 			}
 			go func() {
 				defer done()
@@ -107,7 +107,7 @@ func startHost(t *testing.T, h *dataset.Table) *mtls {
 				m.hostModel <- hm
 				m.hostErr <- err
 			}()
-			return nil
+			return OpenAnswer{}, nil
 		},
 	})
 	t.Cleanup(func() { _ = m.peer.Close() })
@@ -193,7 +193,7 @@ func TestPlainLoopbackPeer(t *testing.T) {
 	p := NewPeer(PeerOptions{
 		PlainPeers: true,
 		Allowed:    func(s string) bool { return s == "bank" },
-		Accept: func(party, session string, tr hetero.Transport, done func()) error {
+		Accept: func(party, session string, _ OpenRequest, tr hetero.Transport, done func()) (OpenAnswer, error) {
 			go func() {
 				defer done()
 				ctx := context.Background()
@@ -203,7 +203,7 @@ func TestPlainLoopbackPeer(t *testing.T) {
 				}
 				_ = tr.Send(ctx, m) // echo
 			}()
-			return nil
+			return OpenAnswer{}, nil
 		},
 	})
 	defer p.Close()
