@@ -5,10 +5,19 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
+	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
+	"github.com/fedrisk/fedrisk/internal/serving"
+	"github.com/fedrisk/fedrisk/internal/serving/registry"
+	"github.com/fedrisk/fedrisk/internal/serving/registry/registryapi"
+	"github.com/fedrisk/fedrisk/internal/serving/registry/sqlregistry"
+	"github.com/fedrisk/fedrisk/internal/serving/servingnode"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrain"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -18,7 +27,7 @@ func Builtin() map[string]Factory {
 	return map[string]Factory{
 		config.ServiceConsent: withInfo("consent-service", "/consent", consentService),
 		config.ServicePSI:     withInfo("psi-service", "/psi", psiService),
-		config.ServiceServing: withInfo("model-serving", "/score", trainService),
+		config.ServiceServing: withInfo("model-serving", "/score", servingService),
 	}
 }
 
@@ -30,11 +39,35 @@ func psiService(ctx context.Context, d Deps) (Service, error) {
 	return psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: d.PeerClient})
 }
 
-// trainService runs federated training jobs on the serving listener until
-// the scoring service lands there beside it.
-func trainService(ctx context.Context, d Deps) (Service, error) {
-	return trainjob.New(ctx, trainjob.Deps{Config: d.Config, DB: d.DB, Log: d.Log, PeerClient: d.PeerClient})
+// servingService is model-serving: the model registry (shared by training,
+// which registers the halves it trains, and scoring, which serves them),
+// federated training jobs, and scoring with the feature store and the
+// privacy budget.
+func servingService(ctx context.Context, d Deps) (Service, error) {
+	alog := sqlaudit.New(d.DB)
+	reg := registry.New(sqlregistry.New(d.DB), d.Cache, registry.Options{Log: d.Log, Auditor: alog})
+	train, err := trainjob.New(ctx, trainjob.Deps{Config: d.Config, DB: d.DB, Log: d.Log, PeerClient: d.PeerClient,
+		Store: sqltrain.New(d.DB), Models: reg, Registerer: d.Registerer})
+	if err != nil {
+		return nil, err
+	}
+	score, err := servingnode.New(ctx, servingnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log,
+		Registerer: d.Registerer, PeerClient: d.PeerClient, Build: d.Build, Models: reg.ForScoring(serving.ErrModelNotFound)})
+	if err != nil {
+		train.Close()
+		return nil, err
+	}
+	api := registryapi.New(reg, auth.NewTokens(sqlauth.New(d.DB)), registryapi.Options{AuthRequired: d.Config.AuthRequired, Log: d.Log})
+	return composite{train, score, mounted{api}}, nil
 }
+
+// mounted is a set of routes with nothing to close.
+type mounted struct {
+	m interface{ Mount(*http.ServeMux) }
+}
+
+func (m mounted) Mount(mux *http.ServeMux) { m.m.Mount(mux) }
+func (m mounted) Close() error             { return nil }
 
 // withInfo mounts the info route beside a service's own routes.
 func withInfo(name, prefix string, f Factory) Factory {
