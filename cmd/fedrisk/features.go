@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/features"
 	"github.com/fedrisk/fedrisk/internal/features/sqlfeatures"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
@@ -107,7 +108,7 @@ func newFeaturesLoadCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 		view, file, tsColumn string
 		ignore               []string
 		batch                int
-		quiet                bool
+		quiet, entityRef     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "load --view VIEW --file FILE.csv",
@@ -122,7 +123,8 @@ The file is validated in full first: a bad row is reported with its line and col
 and nothing is loaded. It is then written in transactions of --batch-size rows; if the
 database fails mid-way, run the same command again to complete the load.`,
 		Example: `  fedrisk features load --views views.yaml --view host_credit --file data/default_credit_hetero_host.csv
-  fedrisk features load --views views.yaml --view guest_credit --file data/default_credit_hetero_guest.csv --ignore-columns y`,
+  fedrisk features load --views views.yaml --view guest_credit --file data/default_credit_hetero_guest.csv --ignore-columns y
+  FEDRISK_SUBJECT_REF_KEY=... fedrisk features load --party partner --view host_credit --file customers.csv --entity-ref`,
 		Args: noArgs,
 	}
 	cf := addConfigFlags(cmd)
@@ -134,6 +136,7 @@ database fails mid-way, run the same command again to complete the load.`,
 	fs.StringVar(&tsColumn, "timestamp-column", "", "column holding event times (default: the view's, event_timestamp)")
 	fs.StringSliceVar(&ignore, "ignore-columns", nil, "columns of the file to skip, e.g. a label (comma-separated)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&entityRef, "entity-ref", false, "host: key rows by the subject reference (needs subject_ref_key), not the identifier")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		views, err := vf.load(lookup)
 		if err != nil {
@@ -159,12 +162,26 @@ database fails mid-way, run the same command again to complete the load.`,
 				return err
 			}
 			defer closeCache()
+			var src io.ReadSeeker = f
+			if entityRef {
+				if cfg.SubjectRefKey == "" {
+					return &usageError{errors.New("--entity-ref needs subject_ref_key (env FEDRISK_SUBJECT_REF_KEY)")}
+				}
+				key, err := config.DecodeKey(cfg.SubjectRefKey)
+				if err != nil {
+					return err
+				}
+				v, _ := views.View(view)
+				if src, err = features.RekeyCSV(f, v.Entity, consent.HostRefOf(key, cfg.Party)); err != nil {
+					return fmt.Errorf("%s: %w (nothing was loaded)", file, err)
+				}
+			}
 			opts := features.LoadOptions{BatchSize: batch, TimestampColumn: tsColumn, IgnoreColumns: ignore}
 			if !quiet {
 				opts.Progress = func(done, total int) { fmt.Fprintf(stderr, "\rloading %s: %d/%d rows", view, done, total) }
 			}
 			start := time.Now()
-			rep, err := store.Load(cmd.Context(), view, f, opts)
+			rep, err := store.Load(cmd.Context(), view, src, opts)
 			if !quiet && rep.Batches > 0 {
 				fmt.Fprintln(stderr)
 			}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/fedrisk/fedrisk/internal/cache"
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/features"
 	"github.com/fedrisk/fedrisk/internal/features/featurestest"
 )
@@ -177,3 +179,33 @@ func TestFeaturesLoadInvalidatesRedis(t *testing.T) {
 }
 
 func featuresMatch(s, pattern string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// TestFeaturesLoadEntityRef loads a host's features under the subjects'
+// references: found by href, not by the identifier.
+func TestFeaturesLoadEntityRef(t *testing.T) {
+	dir, files := t.TempDir(), t.TempDir()
+	views := featurestest.RepoFile(t, "internal/features/examples/views.yaml")
+	host := featuresHeadFile(t, files, "data/default_credit_hetero_host.csv", 50, nil)
+	key := strings.Repeat("ab", 32)
+	env := map[string]string{"FEDRISK_FEATURE_VIEWS": views}
+	args := []string{"features", "load", "--view", "host_credit", "--file", host, "--entity-ref", "--party", "partner", "--data-dir", dir, "--quiet"}
+	if code, _, stderr := runFeatures(t, env, args...); code != 2 || !strings.Contains(stderr, "FEDRISK_SUBJECT_REF_KEY") {
+		t.Errorf("without a key: %d %q", code, stderr)
+	}
+	env["FEDRISK_SUBJECT_REF_KEY"] = key
+	if code, out, stderr := runFeatures(t, env, args...); code != 0 || !strings.Contains(out, "loaded 50 rows") {
+		t.Fatalf("load: %d %q %q", code, out, stderr)
+	}
+	k, _ := config.DecodeKey(key)
+	href := consent.HostRef(k, "partner", "25115")
+	get := func(entity string) string {
+		_, out, _ := runFeatures(t, env, "features", "get", "--view", "host_credit", "--entity", entity, "--feature", "x0", "--data-dir", dir)
+		return out
+	}
+	if out := get(href); !featuresMatch(out, `x0\s+1.483795\s+PRESENT`) {
+		t.Errorf("by href: %q", out)
+	}
+	if out := get("25115"); !featuresMatch(out, `x0\s+0\s+NOT_FOUND`) {
+		t.Errorf("the identifier itself must not be a key: %q", out)
+	}
+}

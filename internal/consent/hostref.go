@@ -33,6 +33,20 @@ func HostRef(key []byte, hostParty, normalisedID string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// HostRefOf returns the function that maps a raw identifier to its
+// reference at hostParty (normalised first, see NormalizeIdentifier): what
+// a host applies to its customers' identifiers when it loads their
+// features (features.RekeyCSV).
+func HostRefOf(key []byte, hostParty string) func(id string) (string, error) {
+	return func(id string) (string, error) {
+		n, err := NormalizeIdentifier(id)
+		if err != nil {
+			return "", err
+		}
+		return HostRef(key, hostParty, n), nil
+	}
+}
+
 // EqualHostRef compares two host references in constant time.
 func EqualHostRef(a, b string) bool {
 	return len(a) > 0 && hmac.Equal([]byte(a), []byte(b))
