@@ -46,6 +46,8 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newBenchCmd(stdout, stderr),
 		newFeaturesCmd(lookup, stdout, stderr),
 		newTrainCmd(lookup, stdout, stderr),
+		newModelCmd(lookup, stdout),
+		newDemoCmd(lookup, stdout, stderr),
 	)
 	return root
 }

@@ -1,0 +1,187 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/demo"
+	"github.com/fedrisk/fedrisk/internal/serving/servingapi"
+	"github.com/fedrisk/fedrisk/internal/sqldb"
+	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
+	"github.com/fedrisk/fedrisk/internal/training/dataset"
+	"github.com/fedrisk/fedrisk/internal/training/hetero"
+	"github.com/fedrisk/fedrisk/internal/training/lr"
+)
+
+// TestEndToEnd runs the whole federation — two nodes in this process over
+// real mutual TLS on 127.0.0.1 — with noise off, and checks every stage's
+// outcome against what the parties' data says it must be.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the end-to-end run takes about a minute")
+	}
+	o := demo.Options{Dir: t.TempDir(), Customers: 3000, Missing: 0.05, Withdrawn: 0.03, Noise: "none", Samples: 20}
+	if os.Getenv(sqldbtest.PostgresEnv) != "" {
+		// Each party gets a schema of its own in the test's schema's database.
+		o.PostgresURL = sqldbtest.PostgresURL(t)
+		o.Schema = "fedrisk_e2e_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+		t.Cleanup(func() {
+			db, err := sqldb.Open(context.Background(), o.PostgresURL, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer db.Close()
+			for _, p := range []string{"bank", "partner"} {
+				if _, err := db.Exec(`DROP SCHEMA IF EXISTS ` + o.Schema + "_" + p + ` CASCADE`); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	if u := os.Getenv("FEDRISK_TEST_REDIS_URL"); u != "" {
+		o.RedisURL = u
+	}
+	var out bytes.Buffer
+	o.Out = &out
+	ctx := context.Background()
+	d, err := demo.Start(ctx, o)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	defer d.Close()
+	r := d.Result
+	t.Logf("%+v", r)
+
+	t.Run("intersection is exact", func(t *testing.T) {
+		if want := len(d.SharedConsented()); r.Intersection != int64(want) || want == 0 {
+			t.Errorf("intersection %d, want %d (consented bank customers the partner has)", r.Intersection, want)
+		}
+		if r.Withdrawn == 0 || r.MissingConsent == 0 {
+			t.Errorf("consent filtering not exercised: %+v", r)
+		}
+	})
+	t.Run("AUC parity", func(t *testing.T) {
+		if math.Abs(r.AUCFederated-r.AUCCentralized) > 0.005 || r.AUCFederated < 0.65 {
+			t.Errorf("AUC federated %.5f, centralized %.5f", r.AUCFederated, r.AUCCentralized)
+		}
+	})
+	t.Run("scores equal the plaintext model", func(t *testing.T) {
+		checkPlaintext(t, d)
+	})
+	t.Run("withdrawn consent refused", func(t *testing.T) {
+		if !strings.Contains(r.RefusedWithdrawn, "consent") && !strings.Contains(r.RefusedWithdrawn, "token") {
+			t.Errorf("withdrawn subject: refusal code %q", r.RefusedWithdrawn)
+		}
+	})
+	t.Run("noise off: releases are free, the budget stage is skipped", func(t *testing.T) {
+		if r.BudgetRefusal != "" || r.BudgetReleases != 0 {
+			t.Errorf("budget stage ran with noise off: %+v", r)
+		}
+	})
+
+	// A second run on the same directory reuses consents, PSI, features and
+	// the trained model, and serves with noise on: now releases cost ε and
+	// one subject's budget runs out.
+	d.Close()
+	out.Reset()
+	o.Noise = "laplace"
+	d2, err := demo.Start(ctx, o)
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, out.String())
+	}
+	defer d2.Close()
+	r2 := d2.Result
+	t.Run("second run reuses the stages", func(t *testing.T) {
+		if n := strings.Count(out.String(), "from an earlier run"); n < 4 {
+			t.Errorf("second run reused %d stages:\n%s", n, out.String())
+		}
+		if r2.ModelVersion != r.ModelVersion || r2.Intersection != r.Intersection || r2.AUCFederated != r.AUCFederated {
+			t.Errorf("second run: %+v", r2)
+		}
+	})
+	t.Run("exhausted budget refused", func(t *testing.T) {
+		// 10 ε per subject and day at 1 ε per fresh release; the scoring
+		// stage spent at most one release on the drained subject.
+		if r2.BudgetRefusal != "budget_exhausted" || r2.BudgetReleases < 9 || r2.BudgetReleases > 10 || r2.BudgetRemaining != 0 {
+			t.Errorf("budget: %d releases, refusal %q, remaining %.3f", r2.BudgetReleases, r2.BudgetRefusal, r2.BudgetRemaining)
+		}
+		m, err := d2.Host.Clients[config.ServiceServing].Text(ctx, "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(m, `privacy_budget_remaining{host="partner",purpose="credit_risk_assessment"} 0`) {
+			t.Errorf("the host does not report the drained budget:\n%s", grep(m, "privacy_budget"))
+		}
+	})
+}
+
+// checkPlaintext scores sample subjects and compares each probability with
+// the model halves applied to the parties' raw rows in the clear.
+func checkPlaintext(t *testing.T, d *demo.Demo) {
+	ctx := context.Background()
+	var g hetero.GuestModel
+	var h hetero.HostModel
+	half := "/score/v1/models/" + demo.ModelID + "/versions/" + d.Result.ModelVersion + "/half"
+	if _, err := d.Guest.Clients[config.ServiceServing].Do(ctx, "GET", half, nil, &g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Host.Clients[config.ServiceServing].Do(ctx, "GET", half, nil, &h); err != nil {
+		t.Fatal(err)
+	}
+	gt, err := dataset.ReadFile(d.Guest.Input, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ht, err := dataset.ReadFile(d.Host.Input, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for subject, consentID := range d.ActiveConsents() {
+		var s servingapi.ScoreAnswer
+		if _, err := d.Guest.Clients[config.ServiceServing].Do(ctx, "POST", "/score", servingapi.ScoreBody{Subject: subject, ConsentID: consentID}, &s); err != nil {
+			t.Fatal(err)
+		}
+		ga, err := gt.Align([]string{subject})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ha, err := ht.Align([]string{subject})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs, err := g.PartialScore(ga.X.Row(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := h.PartialScore(ha.X.Row(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := lr.Logistic(gs + hs)
+		if s.Degraded || math.Abs(s.ProbabilityOfDefault-want) > 1e-6 {
+			t.Errorf("subject %s: probability %.9f (degraded %v), plaintext model %.9f", subject, s.ProbabilityOfDefault, s.Degraded, want)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no subject checked")
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
