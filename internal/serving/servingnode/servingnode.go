@@ -392,7 +392,7 @@ func (s *Service) guestConsent(ctx, bg context.Context, d Deps, refKey []byte) (
 		dom = consent.NewService(sqlstore.New(d.DB, alog), consentnode.Crypto{M: km}, keySource{km}, consent.NewSampledAuditor(alog, 20), nil, d.Cache,
 			consent.Config{Issuer: consentnode.Issuer(cfg.Party), Controller: consent.Controller{Name: cfg.Party}, SubjectRefKey: refKey}, d.Log)
 	}
-	lc := localConsent{dom}
+	lc := &localConsent{d: dom, now: time.Now, issued: map[string]issuedToken{}}
 	return lc, lc, nil
 }
 
@@ -434,10 +434,27 @@ func tokenError(err error) error {
 	return &serving.Error{Kind: serving.ErrUnavailable, Code: "consent_unavailable", Message: "the consent token could not be checked", Cause: err}
 }
 
-// localConsent is the guest's consent service in this process.
-type localConsent struct{ d ConsentDomain }
+// localConsent is the guest's consent service in this process. Tokens it
+// issues from a consent id are kept and handed out again until shortly
+// before they expire: signing one costs more than the rest of a score, and
+// every token is verified (withdrawal included) before it is used.
+type localConsent struct {
+	d   ConsentDomain
+	now func() time.Time
 
-func (l localConsent) Verify(ctx context.Context, token, purpose string) (serving.Verified, error) {
+	mu     sync.Mutex
+	issued map[string]issuedToken // by consent id
+}
+
+type issuedToken struct {
+	token string
+	until time.Time // handed out again until then
+}
+
+// maxIssued bounds the tokens kept; when full, the map starts over.
+const maxIssued = 100_000
+
+func (l *localConsent) Verify(ctx context.Context, token, purpose string) (serving.Verified, error) {
 	aud, err := audience(token)
 	if err != nil {
 		return serving.Verified{}, err
@@ -449,10 +466,28 @@ func (l localConsent) Verify(ctx context.Context, token, purpose string) (servin
 	return verified(c, aud), nil
 }
 
-func (l localConsent) Issue(ctx context.Context, id string) (string, error) {
+func (l *localConsent) Issue(ctx context.Context, id string) (string, error) {
+	now := l.now()
+	l.mu.Lock()
+	it, ok := l.issued[id]
+	l.mu.Unlock()
+	if ok && now.Before(it.until) {
+		return it.token, nil
+	}
 	t, err := l.d.IssueToken(ctx, id, "model-serving")
 	switch {
 	case err == nil:
+		// Reuse for half the token's remaining life (at most 5 minutes),
+		// so a handed-out token is always valid for a while yet.
+		keep := min(t.ExpiresAt.Sub(now)/2, 5*time.Minute)
+		if keep > 0 {
+			l.mu.Lock()
+			if len(l.issued) >= maxIssued {
+				clear(l.issued)
+			}
+			l.issued[id] = issuedToken{token: t.Token, until: now.Add(keep)}
+			l.mu.Unlock()
+		}
 		return t.Token, nil
 	case errors.Is(err, consent.ErrNotFound):
 		return "", &serving.Error{Kind: serving.ErrNotFound, Code: "consent_not_found", Message: "no such consent", Cause: err}
