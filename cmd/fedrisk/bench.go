@@ -26,9 +26,9 @@ import (
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 )
 
-func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
+func newBenchCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks that run the real system (numbers for docs/benchmarks.md)"}
-	cmd.AddCommand(newBenchPSICmd(stdout, stderr), newBenchTrainCmd(stdout, stderr))
+	cmd.AddCommand(newBenchPSICmd(stdout, stderr), newBenchTrainCmd(stdout, stderr), newBenchScoreCmd(lookup, stdout, stderr))
 	return cmd
 }
 

@@ -43,7 +43,7 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newAuditCmd(lookup, stdout, stderr),
 		newTokensCmd(lookup, stdout, stderr),
 		newPSICmd(lookup, stdin, stdout, stderr),
-		newBenchCmd(stdout, stderr),
+		newBenchCmd(lookup, stdout, stderr),
 		newFeaturesCmd(lookup, stdout, stderr),
 		newTrainCmd(lookup, stdout, stderr),
 		newModelCmd(lookup, stdout),
