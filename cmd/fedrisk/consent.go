@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedrisk/fedrisk/internal/apiclient"
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/pki"
 )
@@ -71,64 +71,14 @@ func (cf *clientFlags) client() (*apiClient, error) {
 }
 
 // apiError is a JSON error answered by the server.
-type apiError struct {
-	Status        int
-	Code, Message string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
-}
+type apiError = apiclient.Error
 
 // do sends body (nil for none) and decodes the JSON answer into out.
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any, header ...string) (http.Header, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
+	if _, err := url.Parse(c.base + path); err != nil {
 		return nil, &usageError{err}
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		if header[i+1] != "" {
-			req.Header.Set(header[i], header[i+1])
-		}
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, c.base+path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 400 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-			return nil, &apiError{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(data))}
-		}
-		return nil, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return nil, fmt.Errorf("decode answer: %w", err)
-		}
-	}
-	return resp.Header, nil
+	return (&apiclient.Client{Base: c.base, Token: c.token, HTTP: c.http}).Do(ctx, method, path, body, out, header...)
 }
 
 func printJSON(w io.Writer, v any) error {
