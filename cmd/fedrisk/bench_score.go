@@ -56,8 +56,9 @@ type ScoreBenchResult struct {
 	Errors          []string       `json:"errors,omitempty"`
 	DegradedRatio   float64        `json:"degraded_ratio"`
 
-	// MaxRPS is the highest ramp rate that passed SaturationRule (0 when
-	// the ramp was skipped or no step passed).
+	// MaxRPS is the highest rate — the fixed-rate phase's or a ramp
+	// step's — that passed SaturationRule (0 when the ramp was skipped or
+	// nothing passed).
 	MaxRPS         int             `json:"max_rps"`
 	PeakThroughput float64         `json:"peak_throughput"`
 	SaturationRule string          `json:"saturation_rule"`
@@ -148,7 +149,7 @@ the partner also has, with vegeta:
      guest's model_inference_duration_seconds over the phase (from /metrics);
   3. saturation (unless --max-rps=false): the rates of --ramp for --step each,
      in order, stopping at the first that fails. max_rps is the highest rate
-     with success ratio >= 0.99, p99 <= --p99-limit (100ms) and throughput >=
+     (of the fixed-rate phase and the ramp) with success ratio >= 0.99, p99 <= --p99-limit (100ms) and throughput >=
      95% of the rate.
 
 Every phase uses at most --workers concurrent requests. The attacker, the guest
@@ -307,7 +308,7 @@ func benchScore(ctx context.Context, o scoreBenchOpts, progress io.Writer) (res 
 	targeter := cycleTargeter(guest.Base+"/score", bodies)
 	attack := func(rate int, du time.Duration, name string, keep func(*vegeta.Result)) vegeta.Metrics {
 		a := vegeta.NewAttacker(vegeta.TLSConfig(tlsConf.Clone()), vegeta.MaxWorkers(o.workers),
-			vegeta.Timeout(o.timeout), vegeta.KeepAlive(true), vegeta.Redirects(vegeta.NoFollow))
+			vegeta.Timeout(o.timeout), vegeta.KeepAlive(true), vegeta.HTTP2(true), vegeta.Redirects(vegeta.NoFollow))
 		var m vegeta.Metrics
 		done := ctx.Done()
 		for r := range a.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, du, name) {
@@ -382,8 +383,11 @@ func benchScore(ctx context.Context, o scoreBenchOpts, progress io.Writer) (res 
 
 	res.SaturationRule = "skipped (--max-rps=false)"
 	if o.maxRPS {
-		res.SaturationRule = fmt.Sprintf("highest ramp rate with success_ratio >= %.2f, p99 <= %s and throughput >= %.0f%% of the rate, over %s steps with at most %d concurrent requests",
+		res.SaturationRule = fmt.Sprintf("highest rate (the fixed-rate phase or a ramp step) with success_ratio >= %.2f, p99 <= %s and throughput >= %.0f%% of the rate, ramp steps of %s, at most %d concurrent requests",
 			satMinSuccess, o.p99Limit, satMinThroughput*100, o.step, o.workers)
+		if m.Success >= satMinSuccess && m.Latencies.P99 <= o.p99Limit && m.Throughput >= satMinThroughput*float64(o.rate) {
+			res.MaxRPS = o.rate
+		}
 		for _, rate := range o.rampRates {
 			fmt.Fprintf(progress, "saturation: %d requests/s for %s\n", rate, o.step)
 			// Let the previous step's backlog drain.
@@ -401,7 +405,7 @@ func benchScore(ctx context.Context, o scoreBenchOpts, progress io.Writer) (res 
 			if !run.Passed {
 				break
 			}
-			res.MaxRPS = rate
+			res.MaxRPS = max(res.MaxRPS, rate)
 		}
 		if err := ctx.Err(); err != nil {
 			return res, err

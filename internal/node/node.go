@@ -129,7 +129,7 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	}
 	peerClient := &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
+		Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
 	}
 	checks := []web.Check{
 		{Name: "database", Fn: n.db.PingContext},

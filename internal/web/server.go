@@ -34,6 +34,11 @@ func Listen(name, addr string, h http.Handler, t Timeouts, tlsConfig *tls.Config
 		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
 	if tlsConfig != nil {
+		// HTTP/2 over TLS: a peer multiplexes its calls on one connection,
+		// and a call abandoned at its deadline resets one stream instead of
+		// closing the connection (and costing a new handshake).
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.NextProtos = []string{"h2", "http/1.1"}
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	srv := &http.Server{
