@@ -243,3 +243,23 @@ peers:
 		t.Errorf("round trip: consent url %q\n%s", got, b.String())
 	}
 }
+
+// TestScoringValidate: values set in code, not parsed, are checked too.
+func TestScoringValidate(t *testing.T) {
+	for key, set := range map[string]func(*Scoring){
+		"scoring.noise":               func(s *Scoring) { s.Noise = "loud" },
+		"scoring.fallback":            func(s *Scoring) { s.Fallback = "maybe" },
+		"scoring.budget_on_exhausted": func(s *Scoring) { s.BudgetOnExhausted = "ignore" },
+		"scoring.min_score":           func(s *Scoring) { s.MinScore = 900 },
+	} {
+		c := Default()
+		set(&c.Scoring)
+		var e *Error
+		if err := c.Validate(); !errors.As(err, &e) || e.Key != key {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+	if c := Default(); c.Validate() != nil {
+		t.Errorf("defaults invalid: %v", c.Validate())
+	}
+}

@@ -131,6 +131,21 @@ func (s Scoring) validate() error {
 	if s.MinScore > s.MaxScore {
 		return &Error{Key: "scoring.min_score", Value: fmtFloat(s.MinScore), Accepted: "at most scoring.max_score"}
 	}
+	switch s.Noise {
+	case "laplace", "gaussian", "none":
+	default:
+		return &Error{Key: "scoring.noise", Value: s.Noise, Accepted: "laplace, gaussian or none"}
+	}
+	switch s.Fallback {
+	case "degrade", "fail":
+	default:
+		return &Error{Key: "scoring.fallback", Value: s.Fallback, Accepted: "degrade or fail"}
+	}
+	switch s.BudgetOnExhausted {
+	case "refuse", "degrade":
+	default:
+		return &Error{Key: "scoring.budget_on_exhausted", Value: s.BudgetOnExhausted, Accepted: "refuse or degrade"}
+	}
 	if s.Noise == "gaussian" && s.Delta <= 0 {
 		return &Error{Key: "scoring.delta", Value: fmtFloat(s.Delta), Accepted: "above 0 with scoring.noise gaussian"}
 	}

@@ -117,7 +117,11 @@ func (h *Host) Partial(ctx context.Context, party string, b PartialBatch) ([]Par
 			out[i] = refused(CodeConsentRejected, "the consent token is not for this subject reference")
 			continue
 		}
-		subjects[i] = v.Subject
+		// The budget and the release cache are kept per href — this host's
+		// own key for the subject, which the token was checked to carry —
+		// not per the token's sub, which the guest signs and could vary to
+		// buy fresh budget and fresh noise for the same person.
+		subjects[i] = it.HostRef
 		keys = append(keys, it.HostRef)
 		idx = append(idx, i)
 	}
@@ -131,7 +135,7 @@ func (h *Host) Partial(ctx context.Context, party string, b PartialBatch) ([]Par
 			idx = nil
 		}
 		for k, i := range idx {
-			out[i] = h.release(ctx, party, b, m.ModelID, m.PartialScore, subjects[i], vecs[k])
+			out[i] = h.release(ctx, party, b, m.ModelID, m.Version, m.PartialScore, subjects[i], vecs[k])
 		}
 	}
 	for _, a := range out {
@@ -157,7 +161,7 @@ func refused(code, msg string) PartialAnswer {
 }
 
 // release computes one partial score and releases it.
-func (h *Host) release(ctx context.Context, party string, b PartialBatch, modelID string, score func([]float64) (float64, error), subject string, vec features.Vector) PartialAnswer {
+func (h *Host) release(ctx context.Context, party string, b PartialBatch, modelID, version string, score func([]float64) (float64, error), subject string, vec features.Vector) PartialAnswer {
 	x, err := vec.Float64s()
 	if err == nil {
 		var s float64
@@ -165,7 +169,7 @@ func (h *Host) release(ctx context.Context, party string, b PartialBatch, modelI
 			var rel privacy.Release
 			rel, err = h.o.Releaser.Release(ctx, privacy.Request{
 				Party: party, Purpose: b.Purpose, Subject: subject,
-				ModelVersion: modelID + "@" + b.Version, Snapshot: Snapshot(vec), Score: s,
+				ModelVersion: modelID + "@" + version, Snapshot: Snapshot(vec), Score: s,
 			})
 			if err == nil {
 				if rel.Charge.ID != "" && h.o.Charged != nil {

@@ -115,7 +115,7 @@ type PartialBatchAnswer struct {
 }
 
 // BudgetBody is one privacy budget in its current window. It names the
-// subject by the consent service's pseudonym only.
+// subject by this host's reference (href) only.
 type BudgetBody struct {
 	Party             string  `json:"party"`
 	Subject           string  `json:"subject_ref"`

@@ -66,6 +66,15 @@ func testRepeatedRequestIsFree(t *testing.T, redis string) {
 	if err != nil || len(page.Balances) != 1 || page.Balances[0].Spent != privacy.OneEpsilon {
 		t.Fatalf("ledger: %+v %v", page, err)
 	}
+	// The budget is the host's own key for the subject (href), never the
+	// guest-signed sub, which a guest could vary to buy fresh budget.
+	key, err := config.DecodeKey(f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := page.Balances[0].Key.Subject; got != consentHostRef(key, f.ids[0]) {
+		t.Errorf("budget subject %q is not the subject's href", got)
+	}
 }
 
 // TestBudgetExhaustion: a spent budget refuses (429) under the refuse
@@ -129,7 +138,8 @@ func TestBudgetExhaustion(t *testing.T) {
 	if st != 200 || len(ba.Budgets) != 1 || ba.Budgets[0].Party != "bank" || ba.Budgets[0].RemainingFraction != 0 || ba.Budgets[0].SpentEpsilon != 2 {
 		t.Fatalf("budgets: %d %s %+v", st, code, ba)
 	}
-	if ba.Budgets[0].Subject == "" || strings.Contains(ba.Budgets[0].Subject, id) || ba.Budgets[0].Subject == href {
+	// The host's own reference for the subject, never the identifier.
+	if ba.Budgets[0].Subject != href || strings.Contains(ba.Budgets[0].Subject, id) {
 		t.Errorf("the budget names the subject by %q", ba.Budgets[0].Subject)
 	}
 	if st, code := h.call(t, "GET", h.url+"/score/v1/budgets?limit=0", nil, nil); st != 400 {

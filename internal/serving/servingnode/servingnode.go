@@ -273,9 +273,10 @@ func Mechanism(sc config.Scoring) (privacy.Mechanism, error) {
 		return privacy.NoNoise(sc.Clip)
 	case "gaussian":
 		return privacy.Gaussian(sc.Clip, eps, sc.Delta)
-	default:
+	case "laplace":
 		return privacy.Laplace(sc.Clip, eps)
 	}
+	return privacy.Mechanism{}, fmt.Errorf("scoring.noise %q: want laplace, gaussian or none", sc.Noise)
 }
 
 // initialPolicy gives scoring.purpose the configured budget policy when it
