@@ -167,6 +167,11 @@ type Manager struct {
 
 	mu   sync.Mutex
 	live map[string]*run
+
+	// accepting serialises the host's session opens, so two opens for one
+	// host job (a guest's retry racing its first try) cannot both start a
+	// run. Opens are rare; a run itself never takes it.
+	accepting sync.Mutex
 }
 
 // run is the in-memory side of a job: a waiting host job's rows, or a
@@ -796,13 +801,30 @@ func (m *Manager) runGuest(ctx context.Context, r *run, id string, table *datase
 // waiting host job for the guest (aligned to the PSI run req names, if
 // any), or a host job it creates for the host's PSI job of that run.
 func (m *Manager) Accept(party, session string, req OpenRequest, t hetero.Transport, done func()) (OpenAnswer, error) {
+	m.accepting.Lock()
 	ans, err := m.accept(party, req, t, done)
+	m.accepting.Unlock()
 	if err != nil {
 		m.opts.Log.Warn("training session refused", "peer", party, "err", err)
 		done()
+		var ce *hostDataError
+		if errors.As(err, &ce) {
+			// The cause may quote the host's file: it stays in the host's log.
+			return ans, errors.New(ce.public)
+		}
 	}
 	return ans, err
 }
+
+// hostDataError is a failure to read the host's own data: the guest is
+// told that it failed, the host's log why.
+type hostDataError struct {
+	public string
+	err    error
+}
+
+func (e *hostDataError) Error() string { return e.public + ": " + e.err.Error() }
+func (e *hostDataError) Unwrap() error { return e.err }
 
 func (m *Manager) accept(party string, req OpenRequest, t hetero.Transport, done func()) (OpenAnswer, error) {
 	if m.closing.Load() {
@@ -835,7 +857,7 @@ func (m *Manager) accept(party string, req OpenRequest, t hetero.Transport, done
 	if table == nil {
 		if table, _, err = m.loadTable(ctx, RoleHost, party, j.File, j.PSIJob); err != nil {
 			m.finalize(ctx, j.ID, RoleHost, StatusFailed, clip(err.Error(), 500), nil)
-			return OpenAnswer{}, fmt.Errorf("host job %s cannot read its rows: %w", j.ID, err)
+			return OpenAnswer{}, &hostDataError{public: fmt.Sprintf("host job %s cannot read its rows (the host's log says why)", j.ID), err: err}
 		}
 	}
 	ans := OpenAnswer{HostJob: j.ID, ResumeEpoch: -1}
@@ -935,8 +957,15 @@ func (m *Manager) runHost(ctx context.Context, r *run, id string, h *hetero.Host
 		return err
 	}
 	if m.opts.Models != nil {
-		card, err := json.Marshal(hostCard{ModelID: hm.ModelID, Version: hm.Version, HostIndex: hm.HostIndex, Features: hm.Features,
-			TrainedAt: hm.TrainedAt, BestEpoch: hm.BestEpoch})
+		hc := hostCard{ModelID: hm.ModelID, Version: hm.Version, HostIndex: hm.HostIndex, Features: hm.Features,
+			TrainedAt: hm.TrainedAt, BestEpoch: hm.BestEpoch, Metrics: "held by the guest (labels never reach the host): see the guest's card of this model id and version"}
+		if j, err := m.store.GetJob(ctx, id); err == nil {
+			hc.Data = &hostCardData{Guest: j.Peer, GuestJob: j.PeerJob, PSIJob: j.PSIJob, File: j.File, Rows: j.Rows}
+			if !j.Started.IsZero() {
+				hc.StartedAt, hc.Duration = j.Started, hm.TrainedAt.Sub(j.Started).Round(time.Millisecond).String()
+			}
+		}
+		card, err := json.Marshal(hc)
 		if err != nil {
 			return err
 		}
@@ -951,15 +980,29 @@ func (m *Manager) runHost(ctx context.Context, r *run, id string, h *hetero.Host
 	return nil
 }
 
-// hostCard is the card of a host's half: the host holds no labels, so no
-// metrics (the guest's card has them).
+// hostCard is the card of a host's half: the data it was trained on and
+// when. The host holds no labels, so no metrics (the guest's card has
+// them, with the run's privacy parameters).
 type hostCard struct {
-	ModelID   string    `json:"model_id"`
-	Version   string    `json:"version"`
-	HostIndex int       `json:"host_index"`
-	Features  []string  `json:"features"`
-	TrainedAt time.Time `json:"trained_at"`
-	BestEpoch int       `json:"best_epoch"`
+	ModelID   string        `json:"model_id"`
+	Version   string        `json:"version"`
+	HostIndex int           `json:"host_index"`
+	Features  []string      `json:"features"`
+	Data      *hostCardData `json:"data,omitempty"`
+	StartedAt time.Time     `json:"started_at,omitzero"`
+	TrainedAt time.Time     `json:"trained_at"`
+	Duration  string        `json:"duration,omitempty"`
+	BestEpoch int           `json:"best_epoch"`
+	Metrics   string        `json:"metrics"`
+}
+
+// hostCardData is what the host's half was trained on.
+type hostCardData struct {
+	Guest    string `json:"guest"`
+	GuestJob string `json:"guest_job,omitempty"`
+	PSIJob   string `json:"psi_job,omitempty"`
+	File     string `json:"file"`
+	Rows     int    `json:"rows"`
 }
 
 // pickHostJob finds the host job for a session of party.
@@ -1001,17 +1044,20 @@ func (m *Manager) pickHostJob(ctx context.Context, party string, req OpenRequest
 			return waiting[k], nil
 		}
 	}
-	// None waits: create the host's job for its PSI job.
-	file := req.HostFile
-	if file == "" {
-		var ok bool
-		if file, ok = m.psiInputFile(pj); !ok {
-			return Job{}, fmt.Errorf("the guest named no host_file and the host's PSI job %s did not read a CSV in this node's data directory", pj.ID)
-		}
+	// None waits: create the host's job for its PSI job, on the CSV that
+	// PSI job read. The guest may name that file (host_file) but no other:
+	// the host alone decides which of its files a guest's session reads
+	// (its operator starts a host job for any other file).
+	file, ok := m.psiInputFile(pj)
+	if !ok {
+		return Job{}, fmt.Errorf("the host's PSI job %s did not read a CSV in the host's data directory: the host's operator must start the host job", pj.ID)
+	}
+	if req.HostFile != "" && filepath.Clean(req.HostFile) != file {
+		return Job{}, fmt.Errorf("host_file is not the input of the host's PSI job %s: the host's operator must start a host job for another file", pj.ID)
 	}
 	table, _, err := m.loadTable(ctx, RoleHost, party, file, pj.ID)
 	if err != nil {
-		return Job{}, err
+		return Job{}, &hostDataError{public: fmt.Sprintf("the host cannot read the rows of its PSI job %s (the host's log says why)", pj.ID), err: err}
 	}
 	id, err := newID()
 	if err != nil {

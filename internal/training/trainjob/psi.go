@@ -132,8 +132,12 @@ func (m *Manager) hostPSIJob(ctx context.Context, party string, req OpenRequest)
 	var j psijob.Job
 	if req.PSIJob != "" {
 		var err error
-		if j, err = m.opts.PSI.Get(ctx, req.PSIJob); err != nil {
+		j, err = m.opts.PSI.Get(ctx, req.PSIJob)
+		if errors.Is(err, psijob.ErrNotFound) {
 			return psijob.Job{}, fmt.Errorf("no PSI job %s on this host", req.PSIJob)
+		}
+		if err != nil {
+			return psijob.Job{}, &hostDataError{public: "the host cannot read its PSI jobs right now", err: err}
 		}
 		if req.PSISession != "" && j.Session != req.PSISession {
 			return psijob.Job{}, fmt.Errorf("PSI job %s ran another session than the guest's", req.PSIJob)

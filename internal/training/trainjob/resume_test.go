@@ -269,6 +269,10 @@ func psiAlignedJob(t *testing.T, b sqldbtest.Backend) {
 		t.Fatalf("host job %+v", hj1)
 	}
 
+	if e, err := host.reg.Get(ctx, trainjob.DefaultModelID, "1", "host"); err != nil || !strings.Contains(string(e.Card), hp.ID) || !strings.Contains(string(e.Card), `"rows":2500`) {
+		t.Errorf("host card: %s %v", e.Card, err)
+	}
+
 	// The uninterrupted reference.
 	j2, err := gsvc.Jobs.Create(ctx, req)
 	if err != nil {
@@ -359,6 +363,25 @@ func psiAlignedJob(t *testing.T, b sqldbtest.Backend) {
 	jobs, err := gsvc.Jobs.List(ctx, trainjob.Filter{Role: trainjob.RoleGuest})
 	if err != nil || len(jobs) != 4 || jobs[3].ID != j1.ID {
 		t.Errorf("list after restarts: %d jobs, %v", len(jobs), err)
+	}
+
+	// The guest cannot make the host read another of its files: only its
+	// PSI job's input. The refusal does not quote the file.
+	if err := os.WriteFile(filepath.Join(host.dir, "secret.csv"), []byte("id,x0\nsecret-line,1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := req
+	bad.HostFile = "secret.csv"
+	j5, err := gsvc.Jobs.Create(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done5 := waitJob(t, gsvc, j5.ID, ended)
+	if done5.Status != trainjob.StatusFailed || !strings.Contains(done5.Error, "host_file is not the input") || strings.Contains(done5.Error, "secret-line") {
+		t.Errorf("a guest-chosen host file: %s %q", done5.Status, done5.Error)
+	}
+	if hjobs, _ := host.train.Jobs.List(ctx, trainjob.Filter{}); len(hjobs) != 4 {
+		t.Errorf("the refused session created a host job: %d host jobs", len(hjobs))
 	}
 }
 

@@ -53,7 +53,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	log := d.Log.With("service", "train")
+	log := d.Log.With("component", "train")
 	if d.PeerClient == nil {
 		d.PeerClient = &http.Client{Timeout: 10 * time.Second}
 	}
