@@ -37,6 +37,7 @@ the same on real servers, each party in its own schema and key prefix.`,
 	fs.StringVar(&o.Dir, "dir", "fedrisk-demo", "directory for certificates, databases, logs and the demo's state")
 	fs.IntVar(&o.BasePort, "base-port", 7000, "the bank listens on BASE+1 (psi), +2 (consent), +3 (serving), the partner on BASE+11..13; 0 picks free ports")
 	fs.StringVar(&o.PostgresURL, "postgres", pg, "run both nodes on this PostgreSQL database (env FEDRISK_DEMO_POSTGRES_URL)")
+	fs.StringVar(&o.Schema, "schema", "fedrisk_demo", "with --postgres: prefix of the parties' schemas (PREFIX_bank, PREFIX_partner)")
 	fs.StringVar(&o.RedisURL, "redis", rd, "use this Redis as both nodes' cache (env FEDRISK_DEMO_REDIS_URL)")
 	fs.IntVar(&o.Customers, "customers", 10000, "rows of the bundled data to use (0: all 30,000)")
 	fs.Float64Var(&o.Missing, "consent-missing", 0.05, "share of the bank's customers who never consented")
@@ -47,6 +48,9 @@ the same on real servers, each party in its own schema and key prefix.`,
 	fs.BoolVar(&exit, "exit", false, "stop after the summary instead of serving until Ctrl-C")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		o.Out = stdout
+		if err := o.Normalize(); err != nil {
+			return &usageError{err}
+		}
 		d, err := demo.Start(cmd.Context(), o)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)

@@ -16,6 +16,7 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -87,30 +88,34 @@ type Options struct {
 	Logs io.Writer
 }
 
-func (o *Options) normalize() error {
+// Normalize fills in defaults and checks the options; Start calls it too.
+func (o *Options) Normalize() error {
 	if o.Dir == "" {
 		o.Dir = "fedrisk-demo"
 	}
 	if o.Missing < 0 || o.Withdrawn < 0 || o.Missing+o.Withdrawn >= 1 {
-		return fmt.Errorf("demo: the missing and withdrawn consent shares must be ≥ 0 and sum to less than 1")
+		return fmt.Errorf("the missing and withdrawn consent shares must be ≥ 0 and sum to less than 1")
 	}
 	if o.Customers < 0 || o.Customers > 1_000_000 {
-		return fmt.Errorf("demo: customers must be in 0..1000000")
+		return fmt.Errorf("customers must be in 0..1000000")
 	}
 	if o.Schema == "" {
 		o.Schema = "fedrisk_demo"
 	}
 	if !validSchema(o.Schema) {
-		return fmt.Errorf("demo: schema prefix must be 1..40 lowercase letters, digits and '_'")
+		return fmt.Errorf("schema prefix must be 1..40 lowercase letters, digits and '_'")
 	}
 	if o.Noise == "" {
 		o.Noise = "laplace"
+	}
+	if o.Noise != "laplace" && o.Noise != "gaussian" && o.Noise != "none" {
+		return fmt.Errorf("noise must be laplace, gaussian or none")
 	}
 	if o.Samples <= 0 {
 		o.Samples = 200
 	}
 	if o.BasePort < 0 || o.BasePort > 65535-13 {
-		return fmt.Errorf("demo: base port must be in 0..%d", 65535-13)
+		return fmt.Errorf("base port must be in 0..%d", 65535-13)
 	}
 	return nil
 }
@@ -174,7 +179,7 @@ const stages = 8
 // Start brings both nodes up and runs every stage; the nodes keep serving
 // until ctx ends or Close is called.
 func Start(ctx context.Context, opts Options) (*Demo, error) {
-	if err := opts.normalize(); err != nil {
+	if err := opts.Normalize(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
@@ -182,6 +187,9 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	}
 	st, err := loadState(filepath.Join(opts.Dir, "demo-state.json"))
 	if err != nil {
+		return nil, err
+	}
+	if err := st.checkSetup(opts); err != nil {
 		return nil, err
 	}
 	if err := os.Remove(filepath.Join(opts.Dir, "demo-endpoints.env")); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -566,4 +574,43 @@ func validSchema(s string) bool {
 		}
 	}
 	return true
+}
+
+// setup is what a directory's data depends on: a later run must use the
+// same, or the recorded stages would describe other data.
+type setup struct {
+	Customers          int
+	Missing, Withdrawn float64
+	Storage            string // digest of the PostgreSQL URL and schema prefix ("" for SQLite)
+}
+
+func setupOf(o Options) setup {
+	st := setup{Customers: o.Customers, Missing: o.Missing, Withdrawn: o.Withdrawn}
+	if o.PostgresURL != "" {
+		h := sha256.Sum256([]byte(o.PostgresURL + "\x00" + o.Schema))
+		st.Storage = hex.EncodeToString(h[:8])
+	}
+	return st
+}
+
+// checkSetup records the options a directory is set up with, or refuses
+// options that differ from those recorded.
+func (s *state) checkSetup(o Options) error {
+	want := setupOf(o)
+	var got setup
+	if !s.get("setup", &got) {
+		return s.put("setup", want)
+	}
+	if got != want {
+		return fmt.Errorf("%s was set up with other options (customers %d, consent shares %.2f/%.2f, database %s): use another --dir, or remove it to start over",
+			o.Dir, got.Customers, got.Missing, got.Withdrawn, storageName(got.Storage))
+	}
+	return nil
+}
+
+func storageName(digest string) string {
+	if digest == "" {
+		return "SQLite"
+	}
+	return "a PostgreSQL URL and schema prefix other than these"
 }

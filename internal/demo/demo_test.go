@@ -108,8 +108,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("exhausted budget refused", func(t *testing.T) {
 		// 10 ε per subject and day at 1 ε per fresh release; the scoring
-		// stage spent at most one release on the drained subject.
-		if r2.BudgetRefusal != "budget_exhausted" || r2.BudgetReleases < 9 || r2.BudgetReleases > 10 || r2.BudgetRemaining != 0 {
+		// stage never scores the drained subject.
+		if r2.BudgetRefusal != "budget_exhausted" || r2.BudgetReleases != 10 || r2.BudgetRemaining != 0 {
 			t.Errorf("budget: %d releases, refusal %q, remaining %.3f", r2.BudgetReleases, r2.BudgetRefusal, r2.BudgetRemaining)
 		}
 		m, err := d2.Host.Clients[config.ServiceServing].Text(ctx, "/metrics")
@@ -118,6 +118,29 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if !strings.Contains(m, `privacy_budget_remaining{host="partner",purpose="credit_risk_assessment"} 0`) {
 			t.Errorf("the host does not report the drained budget:\n%s", grep(m, "privacy_budget"))
+		}
+	})
+
+	// A third run in the same window: the sample scores still work (the
+	// drained subject is never scored), the drained subject stays refused.
+	d2.Close()
+	out.Reset()
+	d3, err := demo.Start(ctx, o)
+	if err != nil {
+		t.Fatalf("third run: %v\n%s", err, out.String())
+	}
+	defer d3.Close()
+	t.Run("third run", func(t *testing.T) {
+		if r3 := d3.Result; r3.Degraded != 0 || r3.BudgetReleases != 0 || r3.BudgetRefusal != "budget_exhausted" {
+			t.Errorf("third run: %+v", r3)
+		}
+	})
+	t.Run("options of another setup are refused", func(t *testing.T) {
+		d3.Close()
+		o2 := o
+		o2.Customers = 2000
+		if _, err := demo.Start(ctx, o2); err == nil || !strings.Contains(err.Error(), "other options") {
+			t.Errorf("a directory set up with other options was reused: %v", err)
 		}
 	})
 }

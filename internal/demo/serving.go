@@ -116,7 +116,7 @@ func (d *Demo) scoreOne(ctx context.Context, subject, consentID string) (serving
 // who withdrew is refused.
 func (d *Demo) score(ctx context.Context) error {
 	d.prog.stage("Score sample applicants across both parties")
-	ids := sortedKeys(d.consentRec.ActiveIDs)
+	ids := d.scoredSubjects()
 	if len(ids) == 0 {
 		return fmt.Errorf("no consented subject to score")
 	}
@@ -163,8 +163,10 @@ func (d *Demo) drainBudget(ctx context.Context) error {
 		d.prog.done("skipped: the partner's noise is off, so its releases are exact and cost no budget")
 		return nil
 	}
-	ids := sortedKeys(d.consentRec.ActiveIDs)
-	id := ids[len(ids)-1]
+	id := d.drainedSubject()
+	if id == "" {
+		return fmt.Errorf("no consented subject to drain")
+	}
 	cid := d.consentRec.ActiveIDs[id]
 	key, err := d.refKey()
 	if err != nil {
@@ -199,6 +201,10 @@ func (d *Demo) drainBudget(ctx context.Context) error {
 	}
 	if d.Result.BudgetRefusal == "" {
 		return fmt.Errorf("the budget was never exhausted")
+	}
+	if d.Result.BudgetReleases == 0 {
+		d.prog.done("the subject's budget for this window was already spent by an earlier run: refused (%s)", d.Result.BudgetRefusal)
+		return nil
 	}
 	var page servingapi.BudgetsAnswer
 	if _, err := d.Host.Clients[config.ServiceServing].Do(ctx, "GET", "/score/v1/budgets?purpose="+Purpose+"&limit=1000", nil, &page); err != nil {
@@ -299,11 +305,31 @@ func percentiles(ms []float64) Percentiles {
 func (d *Demo) SharedConsented() []string { return d.sharedConsented() }
 
 // ActiveConsents returns sample subjects with an active consent whom the
-// partner has, with their consent ids.
+// partner has, with their consent ids — except the one whose budget the
+// demo drains.
 func (d *Demo) ActiveConsents() map[string]string {
 	out := make(map[string]string, len(d.consentRec.ActiveIDs))
-	for k, v := range d.consentRec.ActiveIDs {
-		out[k] = v
+	for _, k := range d.scoredSubjects() {
+		out[k] = d.consentRec.ActiveIDs[k]
 	}
 	return out
+}
+
+// drainedSubject is the subject whose budget the demo drains: one the
+// scoring stage never scores, so a later run's scores are not refused.
+func (d *Demo) drainedSubject() string {
+	ids := sortedKeys(d.consentRec.ActiveIDs)
+	if len(ids) < 2 {
+		return ""
+	}
+	return ids[len(ids)-1]
+}
+
+// scoredSubjects are the sample subjects the scoring stage scores.
+func (d *Demo) scoredSubjects() []string {
+	ids := sortedKeys(d.consentRec.ActiveIDs)
+	if len(ids) < 2 {
+		return ids
+	}
+	return ids[:len(ids)-1]
 }

@@ -128,7 +128,7 @@ Try it
 }
 
 func (d *Demo) sampleSubject() string {
-	ids := sortedKeys(d.consentRec.ActiveIDs)
+	ids := d.scoredSubjects()
 	if len(ids) == 0 {
 		return ""
 	}
