@@ -18,11 +18,14 @@ const hostRefLabel = "fedrisk/host-ref/v1"
 //
 // A host computes the same reference for its own customers when it loads
 // their features, so the guest can ask for a subject's partial score
-// without sending the identifier. Each host gets its own reference, so two
-// hosts cannot link their queries through it; a host can tell which of its
-// own customers is being scored, which the subject's consent to that host
-// covers. Consent tokens carry the reference (claim href) so a host can
-// check that a token was issued for the subject it is asked about.
+// without sending the identifier. Each host gets its own reference; a host
+// can tell which of its own customers is being scored, which the subject's
+// consent to that host covers. Consent tokens carry the reference (claim
+// href) so a host can check that a token was issued for the subject it is
+// asked about, and hosts keep privacy budgets per href, a key the guest
+// cannot vary. (The token's sub is still the guest's one pseudonym per
+// subject, the same for every host: colluding hosts could link their
+// tokens through it.)
 func HostRef(key []byte, hostParty, normalisedID string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(hostRefLabel))
