@@ -91,3 +91,32 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenCache: a token presented again skips the key lookup and the
+// signature check; a tampered token never hits; nothing outlives MaxAge.
+func TestTokenCache(t *testing.T) {
+	tok := signed(t)
+	lookups := 0
+	key := func(kid string) (*rsa.PublicKey, error) { lookups++; return &fuzzKey.PublicKey, nil }
+	c := consent.NewTokenCache(2)
+	now := time.Now()
+	for i := range 3 {
+		cl, err := c.Parse(tok, "fedrisk:bank", time.Second, now, key)
+		if err != nil || cl.ConsentID != "cns_1" {
+			t.Fatalf("parse %d: %+v %v", i, cl, err)
+		}
+	}
+	if lookups != 1 {
+		t.Errorf("%d key lookups for one token, want 1", lookups)
+	}
+	tampered := tok[:len(tok)-2] + "AA"
+	if _, err := c.Parse(tampered, "fedrisk:bank", time.Second, now, key); err == nil {
+		t.Error("a tampered token verified")
+	}
+	if _, err := c.Parse(tok, "fedrisk:bank", time.Second, now.Add(consent.TokenCacheMaxAge+time.Second), key); err != nil || lookups != 3 {
+		t.Errorf("after MaxAge: %v, %d lookups (want the signature checked again)", err, lookups)
+	}
+	if _, err := c.Parse(tok, "fedrisk:bank", time.Second, now.Add(2*time.Hour), key); err == nil {
+		t.Error("an expired token was served from the cache")
+	}
+}

@@ -82,10 +82,12 @@ type Service struct {
 	// failures records refused tokens, sampled so a flood cannot stall
 	// the audit chain.
 	failures Auditor
-	reader   AuditReader
-	cache    Cache
-	cfg      Config
-	log      *slog.Logger
+	// parsed skips re-parsing tokens presented again (signature checked once).
+	parsed *TokenCache
+	reader AuditReader
+	cache  Cache
+	cfg    Config
+	log    *slog.Logger
 }
 
 // NewService wires a Service.
@@ -112,7 +114,7 @@ func NewService(store Store, crypto Crypto, keys KeySource, auditor Auditor, rea
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{store: store, crypto: crypto, keys: keys, auditor: auditor, failures: NewSampledAuditor(auditor, 20),
-		reader: reader, cache: c, cfg: cfg, log: log}
+		reader: reader, cache: c, cfg: cfg, log: log, parsed: NewTokenCache(0)}
 }
 
 // TokenTTL is the lifetime of consent tokens.

@@ -250,7 +250,7 @@ func CheckClaims(c Claims, want Expect) error {
 
 func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims, error) {
 	now := s.cfg.Now()
-	claims, err := ParseToken(strings.TrimSpace(token), s.cfg.Issuer, s.cfg.Leeway, now, func(kid string) (*rsa.PublicKey, error) {
+	claims, err := s.parsed.Parse(strings.TrimSpace(token), s.cfg.Issuer, s.cfg.Leeway, now, func(kid string) (*rsa.PublicKey, error) {
 		return s.keys.PublicKey(ctx, kid)
 	})
 	if err != nil {

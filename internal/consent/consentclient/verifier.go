@@ -66,6 +66,7 @@ type Verifier struct {
 	gen       uint64               // bumped on every (dis)connection
 	revoked   map[string]time.Time // consent id -> forget after
 	verified  map[string]entry     // jti -> confirmed result
+	parsed    *consent.TokenCache  // tokens whose signature was checked
 }
 
 type entry struct {
@@ -97,7 +98,8 @@ func New(o Options) *Verifier {
 		o.Client = &http.Client{Timeout: 5 * time.Second}
 	}
 	o.GuestURL = strings.TrimRight(o.GuestURL, "/")
-	return &Verifier{o: o, keys: map[string]*rsa.PublicKey{}, revoked: map[string]time.Time{}, verified: map[string]entry{}}
+	return &Verifier{o: o, keys: map[string]*rsa.PublicKey{}, revoked: map[string]time.Time{}, verified: map[string]entry{},
+		parsed: consent.NewTokenCache(o.MaxEntries)}
 }
 
 // ErrUnavailable means the guest could not be asked; the caller should
@@ -109,7 +111,7 @@ var ErrUnavailable = errors.New("consent service unavailable")
 // ErrUnavailable.
 func (v *Verifier) Verify(ctx context.Context, token, purpose string) (consent.Claims, error) {
 	now := v.o.Now()
-	claims, err := consent.ParseToken(strings.TrimSpace(token), v.o.Issuer, v.o.Leeway, now, func(kid string) (*rsa.PublicKey, error) {
+	claims, err := v.parsed.Parse(strings.TrimSpace(token), v.o.Issuer, v.o.Leeway, now, func(kid string) (*rsa.PublicKey, error) {
 		return v.key(ctx, kid)
 	})
 	if err != nil {
