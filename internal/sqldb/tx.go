@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // MaxTxAttempts bounds how often InTx runs a transaction that lost a race.
@@ -62,4 +63,21 @@ func (db *DB) ForShare() string {
 		return " FOR SHARE"
 	}
 	return ""
+}
+
+// Micros is how times are stored: BIGINT Unix microseconds, 0 for the zero
+// time.
+func Micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// FromMicros reads a time stored by Micros (UTC; 0 is the zero time).
+func FromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
 }

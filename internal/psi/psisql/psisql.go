@@ -39,20 +39,6 @@ var _ psijob.Store = (*Store)(nil)
 // New returns a Store on db (migrated to at least 0010_psi_both).
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(v).UTC()
-}
-
 // nullBytes stores nil as NULL (drivers differ on what a nil []byte is).
 func nullBytes(b []byte) any {
 	if b == nil {
@@ -117,7 +103,7 @@ func jobArgs(j psijob.Job) ([]any, error) {
 	return []any{j.ID, string(j.Role), j.Peer.Party, j.Peer.URL, j.PeerJob, string(j.Status), mode, j.Purpose,
 		string(in), string(norm), j.BatchSize, j.Session, j.TagLen, nullBytes(j.InputDigest), j.KeyID, nullBytes(j.KeyEnc),
 		j.RowsRead, j.LocalCount, j.PeerCount, j.Duplicates, j.Invalid, j.Excluded, j.DoneItems, j.TotalItems, j.Rate, size,
-		j.Error, j.Owner, micros(j.LeaseUntil), j.CreatedBy, micros(j.CreatedAt), micros(j.StartedAt), micros(j.UpdatedAt), micros(j.FinishedAt),
+		j.Error, j.Owner, sqldb.Micros(j.LeaseUntil), j.CreatedBy, sqldb.Micros(j.CreatedAt), sqldb.Micros(j.StartedAt), sqldb.Micros(j.UpdatedAt), sqldb.Micros(j.FinishedAt),
 		reveal}, nil
 }
 
@@ -159,7 +145,7 @@ func scanJob(r scanner) (psijob.Job, error) {
 		v := size.Int64
 		j.IntersectionSize = &v
 	}
-	j.LeaseUntil, j.CreatedAt, j.StartedAt, j.UpdatedAt, j.FinishedAt = fromMicros(lease), fromMicros(created), fromMicros(started), fromMicros(updated), fromMicros(finis)
+	j.LeaseUntil, j.CreatedAt, j.StartedAt, j.UpdatedAt, j.FinishedAt = sqldb.FromMicros(lease), sqldb.FromMicros(created), sqldb.FromMicros(started), sqldb.FromMicros(updated), sqldb.FromMicros(finis)
 	return j, nil
 }
 
@@ -294,7 +280,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, c psijob.Checkpoint) error {
 	if data == nil {
 		data = []byte{}
 	}
-	if _, err := s.db.ExecContext(ctx, s.db.Rebind(q), c.JobID, c.Phase, c.Batch, c.Session, data, micros(c.CreatedAt)); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(q), c.JobID, c.Phase, c.Batch, c.Session, data, sqldb.Micros(c.CreatedAt)); err != nil {
 		return fmt.Errorf("save psi checkpoint: %w", err)
 	}
 	return nil
@@ -317,7 +303,7 @@ func (s *Store) Checkpoints(ctx context.Context, jobID string, phase int) ([]psi
 		if c.Data == nil {
 			c.Data = []byte{}
 		}
-		c.CreatedAt = fromMicros(at)
+		c.CreatedAt = sqldb.FromMicros(at)
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -377,7 +363,7 @@ const sessionColumns = `id, job_id, peer, status, mode, guest_count, host_count,
 func sessionArgs(x psijob.Session) []any {
 	return []any{x.ID, x.JobID, x.Peer, string(x.Status), string(x.Mode), x.GuestCount, x.HostCount, x.BatchSize, x.TagLen,
 		x.Fingerprint, nullBytes(x.InputDigest), x.KeyID, nullBytes(x.KeyEnc), nullBytes(x.PermEnc), x.Reason, x.Code,
-		micros(x.CreatedAt), micros(x.LastSeen), micros(x.FinishedAt)}
+		sqldb.Micros(x.CreatedAt), sqldb.Micros(x.LastSeen), sqldb.Micros(x.FinishedAt)}
 }
 
 func scanSession(r scanner) (psijob.Session, error) {
@@ -389,7 +375,7 @@ func scanSession(r scanner) (psijob.Session, error) {
 	err := r.Scan(&x.ID, &x.JobID, &x.Peer, &status, &mode, &x.GuestCount, &x.HostCount, &x.BatchSize, &x.TagLen,
 		&x.Fingerprint, &x.InputDigest, &x.KeyID, &x.KeyEnc, &x.PermEnc, &x.Reason, &x.Code, &created, &seen, &finishd)
 	x.Status, x.Mode = psijob.SessionStatus(status), psijob.Mode(mode)
-	x.CreatedAt, x.LastSeen, x.FinishedAt = fromMicros(created), fromMicros(seen), fromMicros(finishd)
+	x.CreatedAt, x.LastSeen, x.FinishedAt = sqldb.FromMicros(created), sqldb.FromMicros(seen), sqldb.FromMicros(finishd)
 	return x, err
 }
 
@@ -448,7 +434,7 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*psijob.Se
 
 // IdleSessions implements psijob.Store.
 func (s *Store) IdleSessions(ctx context.Context, idleBefore time.Time) ([]psijob.Session, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT `+sessionColumns+` FROM psi_sessions WHERE status = 'open' AND last_seen < ? ORDER BY last_seen LIMIT 1000`), micros(idleBefore))
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT `+sessionColumns+` FROM psi_sessions WHERE status = 'open' AND last_seen < ? ORDER BY last_seen LIMIT 1000`), sqldb.Micros(idleBefore))
 	if err != nil {
 		return nil, fmt.Errorf("idle psi sessions: %w", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
@@ -30,20 +29,6 @@ var _ trainjob.Store = (*Store)(nil)
 
 // New returns a Store on db (migrated to at least 0012_training).
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
-
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(v).UTC()
-}
 
 const jobColumns = `id, role, algo, peer, peer_job, file, psi_job, host_file, model_id, model_version, params, epochs,
 rows_count, features, status, error, epoch_stats, test_metrics, model_path, bytes_sent, bytes_received, created_by,
@@ -77,7 +62,7 @@ func values(j trainjob.Job) ([]any, error) {
 	}
 	return []any{j.ID, j.Role, j.Algo, j.Peer, j.PeerJob, j.File, j.PSIJob, j.HostFile, j.ModelID, j.Version, params, j.Epochs,
 		int64(j.Rows), j.Features, j.Status, j.Error, string(sb), test, j.ModelPath, j.BytesSent, j.BytesReceived, j.CreatedBy,
-		micros(j.Created), micros(j.Started), micros(j.Finished), micros(j.Updated)}, nil
+		sqldb.Micros(j.Created), sqldb.Micros(j.Started), sqldb.Micros(j.Finished), sqldb.Micros(j.Updated)}, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -100,7 +85,7 @@ func scanJob(r scanner) (trainjob.Job, error) {
 		return trainjob.Job{}, err
 	}
 	j.Rows = int(rows)
-	j.Created, j.Started, j.Finished, j.Updated = fromMicros(created), fromMicros(started), fromMicros(finished), fromMicros(updated)
+	j.Created, j.Started, j.Finished, j.Updated = sqldb.FromMicros(created), sqldb.FromMicros(started), sqldb.FromMicros(finished), sqldb.FromMicros(updated)
 	if params != "" {
 		if err := json.Unmarshal([]byte(params), &j.Train); err != nil {
 			return trainjob.Job{}, fmt.Errorf("training job %s: params: %w", j.ID, err)
@@ -230,7 +215,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, c trainjob.Checkpoint) error
 			return err
 		}
 		_, err := tx.ExecContext(ctx, s.db.Rebind("INSERT INTO training_checkpoints (job_id, epoch, state, created_at) VALUES (?, ?, ?, ?)"),
-			c.JobID, c.Epoch, c.State, micros(c.CreatedAt))
+			c.JobID, c.Epoch, c.State, sqldb.Micros(c.CreatedAt))
 		if sqldb.IsUniqueViolation(err) {
 			return fmt.Errorf("%w: %w", sqldb.ErrRetry, err)
 		}
@@ -268,7 +253,7 @@ func (s *Store) LoadCheckpoint(ctx context.Context, jobID string, epoch int) (tr
 	if err != nil {
 		return trainjob.Checkpoint{}, err
 	}
-	c.CreatedAt = fromMicros(created)
+	c.CreatedAt = sqldb.FromMicros(created)
 	return c, nil
 }
 
