@@ -23,9 +23,7 @@ const hostRefLabel = "fedrisk/host-ref/v1"
 // consent to that host covers. Consent tokens carry the reference (claim
 // href) so a host can check that a token was issued for the subject it is
 // asked about, and hosts keep privacy budgets per href, a key the guest
-// cannot vary. (The token's sub is still the guest's one pseudonym per
-// subject, the same for every host: colluding hosts could link their
-// tokens through it.)
+// cannot vary. The token's sub is per host too (see tokenSubject).
 func HostRef(key []byte, hostParty, normalisedID string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(hostRefLabel))

@@ -73,7 +73,7 @@ func (s *Service) IssueToken(ctx context.Context, consentID, actor string) (Toke
 	claims := Claims{
 		Purpose: c.Purpose, ConsentID: c.ID, PolicyVersion: c.PolicyVersion, HostRef: href,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: s.cfg.Issuer, Subject: c.SubjectRef, Audience: jwt.ClaimStrings{c.Party},
+			Issuer: s.cfg.Issuer, Subject: s.tokenSubject(c), Audience: jwt.ClaimStrings{c.Party},
 			ID: randomID(""), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp),
 		},
@@ -295,4 +295,12 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 		}
 	}
 	return claims, nil
+}
+
+// tokenSubject is a token's sub: a pseudonym of the subject for the
+// token's audience alone (keyed, from the subject's own pseudonym), so two
+// hosts cannot link the subjects of their tokens; each host sees the same
+// sub for the same subject.
+func (s *Service) tokenSubject(c Consent) string {
+	return s.crypto.Pseudonym([]byte("fedrisk/token-sub/v1\x00" + c.Party + "\x00" + c.SubjectRef))
 }

@@ -57,3 +57,27 @@ func TestHostRefClaim(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenSubjectPerHost: two hosts get different subs for one subject,
+// one host the same sub every time.
+func TestTokenSubjectPerHost(t *testing.T) {
+	f := start(t, false)
+	f.createPurpose()
+	grant := func(party string) string {
+		_, c, _ := f.call("POST", "/consent/v1/consents", grantBody("sub-subject-1", party))
+		return c["id"].(string)
+	}
+	sub := func(id, party string) string {
+		_, tok, _ := f.call("POST", "/consent/v1/consents/"+id+"/tokens", nil)
+		claims, err := f.svc.Domain.Verify(context.Background(), tok["token"].(string), consent.Expect{Audience: party, Purpose: "credit_risk_assessment"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return claims.Subject
+	}
+	p, q := grant("partner"), grant("telco")
+	a, b, a2 := sub(p, "partner"), sub(q, "telco"), sub(p, "partner")
+	if a == "" || a == b || a != a2 {
+		t.Errorf("subs: partner %q, telco %q, partner again %q", a, b, a2)
+	}
+}
