@@ -162,15 +162,21 @@ func (s *Store) CreateJob(ctx context.Context, j psijob.Job) error {
 }
 
 func (s *Store) getJob(ctx context.Context, q queryer, id string, lock bool) (psijob.Job, error) {
-	query := `SELECT ` + jobColumns + ` FROM psi_jobs WHERE id = ?`
+	return getByID(ctx, s, q, "psi_jobs", jobColumns, id, lock, scanJob, psijob.ErrNotFound)
+}
+
+// getByID reads the row of table with id (FOR UPDATE when lock), or
+// notFound.
+func getByID[T any](ctx context.Context, s *Store, q queryer, table, columns, id string, lock bool, scan func(scanner) (T, error), notFound error) (T, error) {
+	query := `SELECT ` + columns + ` FROM ` + table + ` WHERE id = ?`
 	if lock {
 		query += s.forUpdate()
 	}
-	j, err := scanJob(q.QueryRowContext(ctx, s.db.Rebind(query), id))
+	v, err := scan(q.QueryRowContext(ctx, s.db.Rebind(query), id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return j, psijob.ErrNotFound
+		return v, notFound
 	}
-	return j, err
+	return v, err
 }
 
 // GetJob implements psijob.Store.
@@ -389,15 +395,7 @@ func (s *Store) CreateSession(ctx context.Context, x psijob.Session) error {
 }
 
 func (s *Store) getSession(ctx context.Context, q queryer, id string, lock bool) (psijob.Session, error) {
-	query := `SELECT ` + sessionColumns + ` FROM psi_sessions WHERE id = ?`
-	if lock {
-		query += s.forUpdate()
-	}
-	x, err := scanSession(q.QueryRowContext(ctx, s.db.Rebind(query), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return x, psijob.ErrSessionNotFound
-	}
-	return x, err
+	return getByID(ctx, s, q, "psi_sessions", sessionColumns, id, lock, scanSession, psijob.ErrSessionNotFound)
 }
 
 // GetSession implements psijob.Store.
