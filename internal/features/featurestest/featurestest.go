@@ -15,9 +15,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/fedrisk/fedrisk/internal/testclock"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,27 +35,10 @@ const RedisEnv = "FEDRISK_TEST_REDIS_URL"
 var T0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // Clock is a settable clock for Options.Now.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type Clock = testclock.Clock
 
 // NewClock returns a clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func NewClock(t time.Time) *Clock { return testclock.New(t) }
 
 // RepoFile returns the path of a file of the repository (e.g.
 // "data/default_credit_hetero_host.csv"), found from the test's working

@@ -16,8 +16,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/fedrisk/fedrisk/internal/testclock"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,27 +68,10 @@ func HostHalf(t testing.TB, modelID, version string, weight float64) []byte {
 }
 
 // Clock is a settable clock for Options.Now.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type Clock = testclock.Clock
 
 // NewClock returns a clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func NewClock(t time.Time) *Clock { return testclock.New(t) }
 
 // CacheKind makes fresh, isolated node caches of one backend.
 type CacheKind struct {
@@ -172,7 +155,7 @@ func Run(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		t.Run(ck.Name, func(t *testing.T) {
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
-					e := &env{store: newStore(t), cache: ck.New(t), clock: &Clock{now: T0}, ctx: context.Background()}
+					e := &env{store: newStore(t), cache: ck.New(t), clock: NewClock(T0), ctx: context.Background()}
 					e.reg = e.replica()
 					c.fn(t, e)
 				})
