@@ -93,6 +93,13 @@ func (o *Options) Normalize() error {
 	if o.Dir == "" {
 		o.Dir = "fedrisk-demo"
 	}
+	// The nodes are handed paths below Dir (PSI inputs, training files),
+	// and a node takes only absolute paths: resolve Dir once, here.
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return fmt.Errorf("demo directory %s: %w", o.Dir, err)
+	}
+	o.Dir = abs
 	if o.Missing < 0 || o.Withdrawn < 0 || o.Missing+o.Withdrawn >= 1 {
 		return fmt.Errorf("the missing and withdrawn consent shares must be ≥ 0 and sum to less than 1")
 	}

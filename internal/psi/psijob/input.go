@@ -44,7 +44,7 @@ func (s Inputs) Check(ctx context.Context, in Input) error {
 			return invalid("input.table", "not allowed with a CSV input")
 		}
 		if in.Path == "" || !filepath.IsAbs(in.Path) {
-			return invalid("input.path", "must be an absolute path of a CSV file on the node")
+			return invalid("input.path", "must be an absolute path of a CSV file on the node (got %q): resolve it against the directory it is relative to, as `fedrisk psi run --input` does", in.Path)
 		}
 		if in.Column == "" || len(in.Column) > 128 {
 			return invalid("input.column", "must name a column of the CSV header (1..128 bytes)")
