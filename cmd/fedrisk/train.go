@@ -18,7 +18,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedrisk/fedrisk/internal/training"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
@@ -534,7 +533,7 @@ func benchTrain(ctx context.Context, o trainBenchOpts, progress io.Writer) (Trai
 	fmt.Fprintln(progress, "training the centralised oracle")
 	cfg := lr.DefaultConfig()
 	cfg.Epochs = o.epochs
-	if res.AUCCentralized, err = training.CentralizedAUC(ctx, g, h, cfg); err != nil {
+	if res.AUCCentralized, err = lr.CentralizedAUC(ctx, g, h, cfg); err != nil {
 		return res, err
 	}
 	return res, nil

@@ -12,10 +12,9 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
-	"github.com/fedrisk/fedrisk/internal/training"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrain"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrainjob"
 )
 
 // runTrain runs `fedrisk train ARGS` through run(), as main does, against
@@ -43,7 +42,7 @@ func startTrainNodes(t *testing.T) (guestURL, hostURL, guestDir, hostDir string)
 		dirs[p] = t.TempDir()
 		db := sqldbtest.OpenSQLite(t, true)
 		svc, err := trainjob.New(context.Background(), trainjob.Deps{Config: config.Config{Party: p, DataDir: dirs[p],
-			Peers: []config.Peer{{Name: other, URL: servers[other].URL}}}, DB: db, Store: sqltrain.New(db)})
+			Peers: []config.Peer{{Name: other, URL: servers[other].URL}}}, DB: db, Store: sqltrainjob.New(db)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +209,7 @@ func TestBenchTrainPieces(t *testing.T) {
 	}
 	cfg := lr.DefaultConfig()
 	cfg.Epochs = 3
-	auc, err := training.CentralizedAUC(context.Background(), g, h, cfg)
+	auc, err := lr.CentralizedAUC(context.Background(), g, h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@
 // change is appended to the hash-chained audit log in the same transaction.
 //
 // The package holds the domain: types, rules and the Service. Storage is the
-// Store interface (implemented in consent/sqlstore); HTTP lives in
+// Store interface (implemented in consent/sqlconsent); HTTP lives in
 // consent/consentapi.
 package consent
 

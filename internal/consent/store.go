@@ -10,7 +10,7 @@ import (
 // Store persists purposes, subjects and consents. Every method that changes
 // state takes the audit event describing the change and appends it in the
 // same transaction: a change and its audit entry commit together or not at
-// all. Implementations: consent/sqlstore; conformance suite:
+// all. Implementations: consent/sqlconsent; conformance suite:
 // consent/consenttest.
 type Store interface {
 	CreatePurpose(ctx context.Context, p Purpose, policy Policy, ev audit.Event) error // ErrPurposeExists

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 
-	"github.com/fedrisk/fedrisk/internal/training"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
@@ -35,7 +34,7 @@ func (d *Demo) centralized(ctx context.Context, job trainjob.JobBody) (float64, 
 	if job.Params != nil {
 		cfg = *job.Params
 	}
-	return training.CentralizedAUC(ctx, ga, ha, cfg)
+	return lr.CentralizedAUC(ctx, ga, ha, cfg)
 }
 
 // sharedConsented returns the bank's customers with an active consent whom

@@ -17,7 +17,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/serving/registry/sqlregistry"
 	"github.com/fedrisk/fedrisk/internal/serving/servingnode"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrain"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrainjob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -47,7 +47,7 @@ func servingService(ctx context.Context, d Deps) (Service, error) {
 	alog := sqlaudit.New(d.DB)
 	reg := registry.New(sqlregistry.New(d.DB), d.Cache, registry.Options{Log: d.Log, Auditor: alog})
 	train, err := trainjob.New(ctx, trainjob.Deps{Config: d.Config, DB: d.DB, Log: d.Log, PeerClient: d.PeerClient,
-		Store: sqltrain.New(d.DB), Models: reg, Registerer: d.Registerer})
+		Store: sqltrainjob.New(d.DB), Models: reg, Registerer: d.Registerer})
 	if err != nil {
 		return nil, err
 	}

@@ -76,5 +76,5 @@
 // Concurrent identical requests in one process wait for each other; across
 // replicas they may each draw (and pay for) a value, which keeps the
 // accounting sound. The ledger's SQL implementation is in
-// privacy/sqlledger, its conformance suite in privacy/ledgertest.
+// privacy/sqlprivacy, its conformance suite in privacy/privacytest.
 package privacy

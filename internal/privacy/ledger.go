@@ -239,7 +239,7 @@ type Charger interface {
 
 // Ledger is the privacy-budget store: charges and refunds, balances,
 // per-purpose policies, the admin listing and the metrics snapshot. Its
-// conformance suite is privacy/ledgertest.
+// conformance suite is privacy/privacytest.
 type Ledger interface {
 	Charger
 	// Remaining returns key's balance in the current window (a budget

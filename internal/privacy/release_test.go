@@ -10,7 +10,7 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/privacy"
-	"github.com/fedrisk/fedrisk/internal/privacy/sqlledger"
+	"github.com/fedrisk/fedrisk/internal/privacy/sqlprivacy"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
@@ -29,7 +29,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 type fixture struct {
 	db     *sqldb.DB
-	ledger *sqlledger.Ledger
+	ledger *sqlprivacy.Ledger
 	cache  *cache.Memory
 	clock  *clock
 	mech   privacy.Mechanism
@@ -43,7 +43,7 @@ func newFixture(t testing.TB, total privacy.Amount, on privacy.ExhaustionPolicy)
 	t.Helper()
 	c := &clock{t: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)}
 	db := sqldbtest.OpenSQLite(t, true)
-	l := sqlledger.New(db, sqlledger.Options{Host: "host-telco", Now: c.Now})
+	l := sqlprivacy.New(db, sqlprivacy.Options{Host: "host-telco", Now: c.Now})
 	if err := l.SetPolicy(ctx, purpose, privacy.Policy{Window: 24 * time.Hour, Total: total, OnExhausted: on}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestCrashAfterCharge(t *testing.T) {
 	crash()
 
 	// The next process: a new ledger on the database, a new, empty cache.
-	next := sqlledger.New(f.db, sqlledger.Options{Now: f.clock.Now})
+	next := sqlprivacy.New(f.db, sqlprivacy.Options{Now: f.clock.Now})
 	b, err := next.Remaining(ctx, privacy.Key{Party: "guest-bank", Subject: "ps_1", Purpose: purpose})
 	if err != nil || b.Remaining != 0 {
 		t.Fatalf("after two crashes: %+v, %v; want both charges counted", b, err)

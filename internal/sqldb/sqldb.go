@@ -10,7 +10,7 @@
 //	{{BLOB}}   BLOB on SQLite, BYTEA on PostgreSQL
 //	{{AUTOID}} an auto-incrementing BIGINT primary key
 //
-// Store adapters (e.g. consent/sqlstore) write queries with "?" placeholders
+// Store adapters (e.g. consent/sqlconsent) write queries with "?" placeholders
 // and pass them through Rebind. Times are stored as BIGINT Unix microseconds
 // so both engines compare and sort them the same way.
 //

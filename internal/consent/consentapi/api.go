@@ -2,7 +2,8 @@
 // request and response shapes, the mapping of domain errors to statuses,
 // authentication (bearer tokens with roles, peer certificates, or loopback
 // only while AUTH_REQUIRED is false), the JWKS, the OpenAPI document and the
-// revocation stream that hosts follow.
+// revocation stream that hosts follow — and, on the host's side, the
+// Verifier that checks a guest's tokens against that JWKS and stream.
 package consentapi
 
 import (

@@ -29,7 +29,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
-	"github.com/fedrisk/fedrisk/internal/consent/sqlstore"
+	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/keys"
 	"github.com/fedrisk/fedrisk/internal/keys/sqlkeys"
 	"github.com/fedrisk/fedrisk/internal/pki"
@@ -67,7 +67,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, err
 	}
 	alog := sqlaudit.New(d.DB)
-	store := sqlstore.New(d.DB, alog)
+	store := sqlconsent.New(d.DB, alog)
 	reader := func(ctx context.Context, subjectRef string) ([]audit.Entry, error) {
 		var all []audit.Entry
 		for after := int64(0); ; {

@@ -1,5 +1,5 @@
 // Package consenttest is the conformance suite of consent.Store: every
-// backend runs the same cases (see consent/sqlstore's tests, on SQLite and,
+// backend runs the same cases (see consent/sqlconsent's tests, on SQLite and,
 // with FEDRISK_TEST_POSTGRES_URL set, PostgreSQL).
 //
 // Besides each method's contract the suite checks the two properties the

@@ -18,7 +18,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/keys/sqlkeys"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
-	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -34,8 +34,8 @@ func newAPI(t *testing.T, authRequired, plainPeers bool) (http.Handler, *auth.To
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := psisql.New(db)
-	inputs := psijob.Inputs{Tables: psisql.NewTables(db), Reserved: psisql.Reserved()}
+	store := sqlpsi.New(db)
+	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(db), Reserved: sqlpsi.Reserved()}
 	allowed := func(p string) bool { return p == "partner" }
 	sessions := psijob.NewSessions(psijob.SessionsDeps{Store: store, Inputs: inputs, Sealer: km, Allowed: allowed}, psijob.Options{})
 	jobs := psijob.NewService(psijob.ServiceDeps{Store: store, Inputs: inputs, Sessions: sessions, Sealer: km, Peers: map[string]string{"partner": "https://partner.example"}}, psijob.Options{})

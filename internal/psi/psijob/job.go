@@ -49,7 +49,7 @@
 // without persistable keys it starts a new session from batch 0.
 //
 // This package holds no net/http: the HTTP peer protocol and the client
-// API live in psiapi, the SQL store in psisql, the wiring in psinode.
+// API live in psiapi, the SQL store in sqlpsi, the wiring in psinode.
 package psijob
 
 import (

@@ -20,7 +20,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/keys/sqlkeys"
 	"github.com/fedrisk/fedrisk/internal/psi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
-	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
 
@@ -90,7 +90,7 @@ func (p *localPeer) Cancel(ctx context.Context, s, code, reason string) error {
 
 // side is one party's PSI domain on its own SQLite database.
 type side struct {
-	store    *psisql.Store
+	store    *sqlpsi.Store
 	keys     *keys.Manager
 	runner   *psijob.Runner
 	sessions *psijob.Sessions
@@ -107,8 +107,8 @@ func newSide(t *testing.T, peer string, dial psijob.PeerDialer, opts psijob.Opti
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &side{store: psisql.New(db), keys: km, dir: t.TempDir()}
-	inputs := psijob.Inputs{Tables: psisql.NewTables(db), Reserved: psisql.Reserved()}
+	s := &side{store: sqlpsi.New(db), keys: km, dir: t.TempDir()}
+	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(db), Reserved: sqlpsi.Reserved()}
 	s.runner = psijob.NewRunner(psijob.RunnerDeps{Store: s.store, Inputs: inputs, Peers: dial, Sealer: km}, opts)
 	s.sessions = psijob.NewSessions(psijob.SessionsDeps{Store: s.store, Inputs: inputs, Sealer: km,
 		Allowed: func(p string) bool { return p == peer }}, opts)

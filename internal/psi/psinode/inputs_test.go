@@ -15,7 +15,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
-	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
 
@@ -162,7 +162,7 @@ func TestGuestNodeRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mid, err := psisql.New(db).GetJob(context.Background(), gj.ID)
+	mid, err := sqlpsi.New(db).GetJob(context.Background(), gj.ID)
 	db.Close()
 	if err != nil {
 		t.Fatal(err)

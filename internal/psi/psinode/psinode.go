@@ -25,10 +25,10 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
-	"github.com/fedrisk/fedrisk/internal/consent/sqlstore"
+	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
-	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
 
@@ -69,7 +69,7 @@ type Service struct {
 	Jobs     *psijob.Service
 	Sessions *psijob.Sessions
 	Runner   *psijob.Runner
-	Store    *psisql.Store
+	Store    *sqlpsi.Store
 	api      *psiapi.API
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -98,8 +98,8 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if codec == nil {
 		codec = psijob.DefaultKeyCodec()
 	}
-	store := psisql.New(d.DB)
-	inputs := psijob.Inputs{Tables: psisql.NewTables(d.DB), Reserved: psisql.Reserved()}
+	store := sqlpsi.New(d.DB)
+	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(d.DB), Reserved: sqlpsi.Reserved()}
 	peers := map[string]string{}
 	for _, p := range d.Config.Peers {
 		peers[p.Name] = p.URLFor(config.ServicePSI)
@@ -124,7 +124,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		// The consent service's tables are in this database: read them
 		// through its domain (FilterUsable needs only the store and the
 		// blind-index key).
-		dom := consent.NewService(sqlstore.New(d.DB, alog), consentnode.Crypto{M: km}, km, alog, nil, d.Cache,
+		dom := consent.NewService(sqlconsent.New(d.DB, alog), consentnode.Crypto{M: km}, km, alog, nil, d.Cache,
 			consent.Config{Issuer: consentnode.Issuer(d.Config.Party), Controller: consent.Controller{Name: d.Config.Party}}, d.Log)
 		filter = consentFilter{dom}
 	}

@@ -7,9 +7,9 @@
 //     consent service at consent_service_url), partial scores asked of the
 //     model's hosts through the node's peer client (servingapi.Client);
 //   - on a host, serving.Host: tokens verified per guest peer by a
-//     consentclient.Verifier following that guest's revocation stream,
+//     consentapi.Verifier following that guest's revocation stream,
 //     releases through privacy.Releaser charged to the SQL ledger
-//     (sqlledger), whose initial policy for scoring.purpose comes from the
+//     (sqlprivacy), whose initial policy for scoring.purpose comes from the
 //     configuration, and the privacy-budget gauges refreshed after charges
 //     and every ten seconds;
 //
@@ -41,15 +41,15 @@ import (
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
-	"github.com/fedrisk/fedrisk/internal/consent/consentclient"
+	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
-	"github.com/fedrisk/fedrisk/internal/consent/sqlstore"
+	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/features"
 	"github.com/fedrisk/fedrisk/internal/features/featuresapi"
 	"github.com/fedrisk/fedrisk/internal/features/sqlfeatures"
 	"github.com/fedrisk/fedrisk/internal/keys"
 	"github.com/fedrisk/fedrisk/internal/privacy"
-	"github.com/fedrisk/fedrisk/internal/privacy/sqlledger"
+	"github.com/fedrisk/fedrisk/internal/privacy/sqlprivacy"
 	"github.com/fedrisk/fedrisk/internal/serving"
 	"github.com/fedrisk/fedrisk/internal/serving/servingapi"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
@@ -97,7 +97,7 @@ type Service struct {
 	Guest    *serving.Guest // nil on a host
 	Host     *serving.Host  // nil on a guest
 	Features *features.Store
-	Ledger   *sqlledger.Ledger // nil on a guest
+	Ledger   *sqlprivacy.Ledger // nil on a guest
 	Metrics  *serving.Metrics
 
 	api       *servingapi.API
@@ -224,7 +224,7 @@ func New(ctx context.Context, d Deps) (_ *Service, err error) {
 // buildHost builds the host side: ledger, releaser, verifiers, gauges.
 func (s *Service) buildHost(ctx, bg context.Context, d Deps, store *features.Store, metrics *serving.Metrics, peers map[string]config.Peer) error {
 	cfg, sc := d.Config, d.Config.Scoring
-	ledger := sqlledger.New(d.DB, sqlledger.Options{Host: cfg.Party})
+	ledger := sqlprivacy.New(d.DB, sqlprivacy.Options{Host: cfg.Party})
 	s.Ledger = ledger
 	if err := initialPolicy(ctx, ledger, sc); err != nil {
 		return err
@@ -238,7 +238,7 @@ func (s *Service) buildHost(ctx, bg context.Context, d Deps, store *features.Sto
 		return fmt.Errorf("scoring: releaser: %w", err)
 	}
 	for name, p := range peers {
-		v := consentclient.New(consentclient.Options{GuestURL: p.URLFor(config.ServiceConsent), Issuer: consentnode.Issuer(name),
+		v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: p.URLFor(config.ServiceConsent), Issuer: consentnode.Issuer(name),
 			Audience: cfg.Party, Client: d.PeerClient, Log: d.Log.With("guest", name)})
 		hv := &hostVerifier{v: v, party: cfg.Party}
 		s.verifiers[name] = hv
@@ -374,9 +374,9 @@ func (s *Service) guestConsent(ctx, bg context.Context, d Deps, refKey []byte) (
 	dom := d.Consent
 	if dom == nil && cfg.ConsentServiceURL != "" {
 		r := &remoteConsent{url: strings.TrimRight(cfg.ConsentServiceURL, "/"), client: d.PeerClient, token: d.ConsentToken,
-			verifiers: map[string]*consentclient.Verifier{}}
+			verifiers: map[string]*consentapi.Verifier{}}
 		for _, p := range cfg.Peers {
-			v := consentclient.New(consentclient.Options{GuestURL: r.url, Issuer: consentnode.Issuer(cfg.Party), Audience: p.Name,
+			v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: r.url, Issuer: consentnode.Issuer(cfg.Party), Audience: p.Name,
 				Client: d.PeerClient, Log: d.Log.With("consent_audience", p.Name)})
 			r.verifiers[p.Name] = v
 			s.wg.Add(1)
@@ -390,7 +390,7 @@ func (s *Service) guestConsent(ctx, bg context.Context, d Deps, refKey []byte) (
 			return nil, nil, err
 		}
 		alog := sqlaudit.New(d.DB)
-		dom = consent.NewService(sqlstore.New(d.DB, alog), consentnode.Crypto{M: km}, keySource{km}, consent.NewSampledAuditor(alog, 20), nil, d.Cache,
+		dom = consent.NewService(sqlconsent.New(d.DB, alog), consentnode.Crypto{M: km}, keySource{km}, consent.NewSampledAuditor(alog, 20), nil, d.Cache,
 			consent.Config{Issuer: consentnode.Issuer(cfg.Party), Controller: consent.Controller{Name: cfg.Party}, SubjectRefKey: refKey}, d.Log)
 	}
 	lc := &localConsent{d: dom, now: time.Now, issued: map[string]issuedToken{}}
@@ -503,7 +503,7 @@ func (l *localConsent) Issue(ctx context.Context, id string) (string, error) {
 // verifier refuses kids it does not know while a fetch is recent, which
 // would refuse every token that arrives together with the first one.
 type hostVerifier struct {
-	v     *consentclient.Verifier
+	v     *consentapi.Verifier
 	party string
 	mu    sync.Mutex
 	ready atomic.Bool
@@ -542,7 +542,7 @@ func (h *hostVerifier) Verify(ctx context.Context, token, purpose string) (servi
 	}
 	c, err := h.v.Verify(ctx, token, purpose)
 	if err != nil {
-		if errors.Is(err, consentclient.ErrUnavailable) {
+		if errors.Is(err, consentapi.ErrUnavailable) {
 			return serving.Verified{}, &serving.Error{Kind: serving.ErrUnavailable, Code: "consent_unavailable", Message: "the guest's consent service could not be reached", Cause: err}
 		}
 		return serving.Verified{}, tokenError(err)
@@ -555,7 +555,7 @@ type remoteConsent struct {
 	url       string
 	client    *http.Client
 	token     string
-	verifiers map[string]*consentclient.Verifier // by audience
+	verifiers map[string]*consentapi.Verifier // by audience
 }
 
 func (r *remoteConsent) Verify(ctx context.Context, token, purpose string) (serving.Verified, error) {
@@ -569,7 +569,7 @@ func (r *remoteConsent) Verify(ctx context.Context, token, purpose string) (serv
 	}
 	c, err := v.Verify(ctx, token, purpose)
 	if err != nil {
-		if errors.Is(err, consentclient.ErrUnavailable) {
+		if errors.Is(err, consentapi.ErrUnavailable) {
 			return serving.Verified{}, &serving.Error{Kind: serving.ErrUnavailable, Code: "consent_unavailable", Message: "the consent service could not be reached", Cause: err}
 		}
 		return serving.Verified{}, tokenError(err)

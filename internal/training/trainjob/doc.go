@@ -26,7 +26,7 @@
 // took part in with that guest, read from its own data directory; the
 // host's features and weights never leave it.
 //
-// Jobs live in a Store (sqltrain on the node's database; MemStore
+// Jobs live in a Store (sqltrainjob on the node's database; MemStore
 // without one): status, hyper-parameters, per-epoch validation loss, AUC,
 // KS and seconds, bytes on the wire, errors, the model id and version and
 // the test metrics. After every epoch each party saves its own checkpoint

@@ -26,7 +26,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrain"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrainjob"
 )
 
 // party is one node of the test: its PSI service and a training service
@@ -64,7 +64,7 @@ func (p *party) config(peerURL string) config.Config {
 // startTraining (re)starts the party's training service on its database.
 func (p *party) startTraining(t *testing.T, peerURL string) *trainjob.Service {
 	t.Helper()
-	svc, err := trainjob.New(context.Background(), trainjob.Deps{Config: p.config(peerURL), DB: p.db, Store: sqltrain.New(p.db),
+	svc, err := trainjob.New(context.Background(), trainjob.Deps{Config: p.config(peerURL), DB: p.db, Store: sqltrainjob.New(p.db),
 		Models: p.reg, Registerer: p.metrics})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
-	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
 
@@ -26,7 +26,7 @@ type Deps struct {
 	Log    *slog.Logger
 	// PeerClient calls the other parties (mutual TLS when configured).
 	PeerClient *http.Client
-	// Store keeps jobs and checkpoints (sqltrain.New(DB) on a node); nil
+	// Store keeps jobs and checkpoints (sqltrainjob.New(DB) on a node); nil
 	// keeps them in memory: they do not survive a restart.
 	Store Store
 	// PSI reads this node's PSI results; nil with a DB reads them from the
@@ -67,7 +67,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 			return nil, err
 		}
 		// Read-only use: Get, List and Export of finished jobs.
-		d.PSI = psijob.NewService(psijob.ServiceDeps{Store: psisql.New(d.DB), Sealer: km}, psijob.Options{Log: log})
+		d.PSI = psijob.NewService(psijob.ServiceDeps{Store: sqlpsi.New(d.DB), Sealer: km}, psijob.Options{Log: log})
 	}
 	peers := map[string]string{}
 	for _, p := range d.Config.Peers {

@@ -1,5 +1,5 @@
 // Package psijobtest is the conformance suite of psijob.Store: every
-// backend runs the same cases (psisql on SQLite always and on PostgreSQL
+// backend runs the same cases (sqlpsi on SQLite always and on PostgreSQL
 // when FEDRISK_TEST_POSTGRES_URL is set).
 package psijobtest
 

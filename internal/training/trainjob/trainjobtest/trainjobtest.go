@@ -1,5 +1,5 @@
 // Package trainjobtest is the conformance suite of trainjob.Store: every
-// backend (the in-memory MemStore, sqltrain on SQLite and PostgreSQL) runs
+// backend (the in-memory MemStore, sqltrainjob on SQLite and PostgreSQL) runs
 // the same cases.
 package trainjobtest
 

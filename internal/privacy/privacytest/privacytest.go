@@ -1,5 +1,5 @@
-// Package ledgertest is the conformance suite of privacy.Ledger: every
-// backend runs the same cases (see privacy/sqlledger's tests, on SQLite
+// Package privacytest is the conformance suite of privacy.Ledger: every
+// backend runs the same cases (see privacy/sqlprivacy's tests, on SQLite
 // and, with FEDRISK_TEST_POSTGRES_URL set, PostgreSQL).
 //
 // Besides each method's contract it checks the properties the ledger
@@ -9,7 +9,7 @@
 // happened (the process died) stays counted for the next process, windows
 // roll over on their aligned boundaries, and the metrics snapshot reports
 // the right minimum fraction and low-budget count.
-package ledgertest
+package privacytest
 
 import (
 	"context"

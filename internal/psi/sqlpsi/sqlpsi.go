@@ -1,4 +1,4 @@
-// Package psisql implements psijob.Store on the node's SQL database,
+// Package sqlpsi implements psijob.Store on the node's SQL database,
 // SQLite or PostgreSQL (internal/sqldb, tables in migrations 0006_psi and
 // 0010_psi_both: a both-learn job is stored as mode 'intersection' with
 // reveal_to_host = 1, because 0006's CHECK on the mode cannot be changed
@@ -10,7 +10,7 @@
 // transaction that locks the row first (SELECT ... FOR UPDATE on
 // PostgreSQL; SQLite's immediate transactions admit one writer at a time),
 // so concurrent runners and replicas never lose each other's changes.
-package psisql
+package sqlpsi
 
 import (
 	"context"

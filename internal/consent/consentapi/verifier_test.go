@@ -1,4 +1,4 @@
-package consentclient_test
+package consentapi_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
-	"github.com/fedrisk/fedrisk/internal/consent/consentclient"
+	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/web"
@@ -68,9 +68,9 @@ func (g *guest) grantAndToken(tb testing.TB, subject string) (consentID, token s
 	return c.ID, tok.Token
 }
 
-func newVerifier(tb testing.TB, g *guest) (*consentclient.Verifier, context.CancelFunc) {
+func newVerifier(tb testing.TB, g *guest) (*consentapi.Verifier, context.CancelFunc) {
 	tb.Helper()
-	v := consentclient.New(consentclient.Options{GuestURL: g.url, Issuer: consentnode.Issuer("bank"), Audience: "partner"})
+	v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: g.url, Issuer: consentnode.Issuer("bank"), Audience: "partner"})
 	ctx, cancel := context.WithCancel(context.Background())
 	go v.Run(ctx)
 	tb.Cleanup(cancel)
@@ -143,11 +143,11 @@ func TestStreamDownMeansNoCache(t *testing.T) {
 
 func TestParseJWKSSkipsWeakKeys(t *testing.T) {
 	in := `{"keys":[{"kty":"RSA","kid":"small","n":"AQAB","e":"AQAB"},{"kty":"EC","kid":"ec"},{"kty":"RSA","kid":"hs","alg":"HS256","n":"` + strings.Repeat("A", 400) + `","e":"AQAB"}]}`
-	keys, err := consentclient.ParseJWKS(strings.NewReader(in))
+	keys, err := consentapi.ParseJWKS(strings.NewReader(in))
 	if err != nil || len(keys) != 0 {
 		t.Errorf("got %v %v", keys, err)
 	}
-	if _, err := consentclient.ParseJWKS(strings.NewReader("{")); err == nil {
+	if _, err := consentapi.ParseJWKS(strings.NewReader("{")); err == nil {
 		t.Error("truncated JWKS accepted")
 	}
 }
@@ -156,7 +156,7 @@ func FuzzParseJWKS(f *testing.F) {
 	f.Add([]byte(`{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}`))
 	f.Add([]byte(`{"keys":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		keys, err := consentclient.ParseJWKS(bytes.NewReader(data))
+		keys, err := consentapi.ParseJWKS(bytes.NewReader(data))
 		if err != nil {
 			return
 		}

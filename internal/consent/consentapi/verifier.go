@@ -1,17 +1,4 @@
-// Package consentclient is what a host party uses to check a guest's
-// consent tokens: the signature against the guest's JWKS, the audience
-// (this host) and purpose, and — the part a JWT alone cannot say — that the
-// consent has not been withdrawn.
-//
-// Withdrawal reaches the host within about a second without asking the
-// guest on every request: the verifier follows the guest's revocation
-// stream (server-sent events over mutual TLS). While the stream is up, a
-// verification the guest confirmed once is cached (at most the runbook's
-// consent_tokens TTL, never past the token's exp), and every revoked consent
-// id that arrives is refused at once. When the stream is down the verifier
-// trusts nothing cached and asks the guest's introspection endpoint every
-// time, so a lost stream can make verification slower, never laxer.
-package consentclient
+package consentapi
 
 import (
 	"bufio"
@@ -34,8 +21,22 @@ import (
 	"github.com/fedrisk/fedrisk/internal/consent"
 )
 
-// Options configure a Verifier.
-type Options struct {
+// The Verifier is the client side: what a host party uses to check a guest's
+// consent tokens: the signature against the guest's JWKS, the audience
+// (this host) and purpose, and — the part a JWT alone cannot say — that the
+// consent has not been withdrawn.
+//
+// Withdrawal reaches the host within about a second without asking the
+// guest on every request: the verifier follows the guest's revocation
+// stream (server-sent events over mutual TLS). While the stream is up, a
+// verification the guest confirmed once is cached (at most the runbook's
+// consent_tokens TTL, never past the token's exp), and every revoked consent
+// id that arrives is refused at once. When the stream is down the verifier
+// trusts nothing cached and asks the guest's introspection endpoint every
+// time, so a lost stream can make verification slower, never laxer.
+
+// VerifierOptions configure a Verifier.
+type VerifierOptions struct {
 	GuestURL string       // base URL of the guest's consent service
 	Issuer   string       // the guest's issuer, e.g. "fedrisk:bank"
 	Audience string       // this host's party name
@@ -55,7 +56,7 @@ type Options struct {
 // Verifier checks consent tokens for one host. Start Run in a goroutine to
 // follow the revocation stream.
 type Verifier struct {
-	o Options
+	o VerifierOptions
 
 	mu        sync.Mutex
 	keys      map[string]*rsa.PublicKey
@@ -74,8 +75,8 @@ type entry struct {
 	until              time.Time
 }
 
-// New returns a Verifier.
-func New(o Options) *Verifier {
+// NewVerifier returns a Verifier.
+func NewVerifier(o VerifierOptions) *Verifier {
 	if o.Leeway <= 0 {
 		o.Leeway = 30 * time.Second
 	}

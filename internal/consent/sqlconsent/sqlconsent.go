@@ -1,4 +1,4 @@
-// Package sqlstore implements consent.Store on the node's SQL database,
+// Package sqlconsent implements consent.Store on the node's SQL database,
 // SQLite or PostgreSQL (internal/sqldb, tables in migration 0004_consent).
 //
 // Every change runs in one transaction together with its audit entry
@@ -17,7 +17,7 @@
 //
 // NeedsRenewal is not stored: every read joins purposes and derives it from
 // the purpose's current policy version and renew_on_new_policy.
-package sqlstore
+package sqlconsent
 
 import (
 	"bytes"

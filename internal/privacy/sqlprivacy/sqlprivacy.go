@@ -1,4 +1,4 @@
-// Package sqlledger implements privacy.Ledger on the node's SQL database,
+// Package sqlprivacy implements privacy.Ledger on the node's SQL database,
 // SQLite or PostgreSQL (internal/sqldb, tables in migration 0008_privacy).
 //
 // The database decides races. A charge is one conditional upsert:
@@ -20,7 +20,7 @@
 // its amount from the budget it was taken from, in one transaction; the
 // lock order is the charge row, then the budget row, and a charge never
 // locks an existing charge row, so the two never deadlock.
-package sqlledger
+package sqlprivacy
 
 import (
 	"context"

@@ -1,11 +1,11 @@
-// Package sqltrain implements trainjob.Store on the node's SQL database,
+// Package sqltrainjob implements trainjob.Store on the node's SQL database,
 // SQLite or PostgreSQL (internal/sqldb, tables of migration 0012_training):
 // training jobs with their per-epoch statistics, and each party's
 // per-epoch checkpoints.
 //
 // UpdateJob runs in one transaction that locks the row first (SELECT ...
 // FOR UPDATE on PostgreSQL; SQLite admits one writer at a time).
-package sqltrain
+package sqltrainjob
 
 import (
 	"context"

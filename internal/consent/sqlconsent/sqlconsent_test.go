@@ -1,4 +1,4 @@
-package sqlstore_test
+package sqlconsent_test
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consenttest"
-	"github.com/fedrisk/fedrisk/internal/consent/sqlstore"
+	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
 
@@ -19,7 +19,7 @@ func TestConformance(t *testing.T) {
 			consenttest.Run(t, func(t *testing.T) (consent.Store, *sqlaudit.Log) {
 				db := b.Open(t, true)
 				log := sqlaudit.New(db)
-				return sqlstore.New(db, log), log
+				return sqlconsent.New(db, log), log
 			})
 		})
 	}

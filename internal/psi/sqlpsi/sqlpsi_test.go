@@ -1,4 +1,4 @@
-package psisql_test
+package sqlpsi_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob/psijobtest"
-	"github.com/fedrisk/fedrisk/internal/psi/psisql"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
@@ -15,7 +15,7 @@ import (
 func TestStoreConformance(t *testing.T) {
 	for _, b := range sqldbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			psijobtest.Run(t, func(t *testing.T) psijob.Store { return psisql.New(b.Open(t, true)) })
+			psijobtest.Run(t, func(t *testing.T) psijob.Store { return sqlpsi.New(b.Open(t, true)) })
 		})
 	}
 }
@@ -32,7 +32,7 @@ func TestTables(t *testing.T) {
 			}
 		}
 		db.ExecContext(ctx, `INSERT INTO customers (phone, n) VALUES (NULL, 2)`)
-		tables := psisql.NewTables(db)
+		tables := sqlpsi.NewTables(db)
 		if err := tables.CheckColumn(ctx, "customers", "phone"); err != nil {
 			t.Errorf("existing column: %v", err)
 		}
@@ -53,7 +53,7 @@ func TestTables(t *testing.T) {
 		if strings.Join(got, ",") != "1,1,1,2" {
 			t.Errorf("numbers read as text: %v", got)
 		}
-		reserved := psisql.Reserved()
+		reserved := sqlpsi.Reserved()
 		for _, tbl := range []string{"api_tokens", "psi_jobs", "consents", "schema_migrations", "Subjects"} {
 			if !reserved(tbl) {
 				t.Errorf("%s is not reserved", tbl)

@@ -1,4 +1,4 @@
-package sqlledger
+package sqlprivacy
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/privacy"
-	"github.com/fedrisk/fedrisk/internal/privacy/ledgertest"
+	"github.com/fedrisk/fedrisk/internal/privacy/privacytest"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
@@ -22,9 +22,9 @@ import (
 func TestConformance(t *testing.T) {
 	for _, b := range sqldbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ledgertest.Run(t, func(t *testing.T, now func() time.Time) (privacy.Ledger, func() privacy.Ledger) {
+			privacytest.Run(t, func(t *testing.T, now func() time.Time) (privacy.Ledger, func() privacy.Ledger) {
 				db := b.Open(t, true)
-				opts := Options{Host: ledgertest.Host, Now: now}
+				opts := Options{Host: privacytest.Host, Now: now}
 				reopen := func() privacy.Ledger {
 					if db.Dialect != sqldb.SQLite {
 						return New(db, opts)
