@@ -4,35 +4,31 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fedrisk/fedrisk/internal/audit"
-	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
 	"github.com/fedrisk/fedrisk/internal/auth"
-	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
-	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
 	"github.com/fedrisk/fedrisk/internal/keys"
 	"github.com/fedrisk/fedrisk/internal/node"
-	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
 
-// withDB runs fn on the configured database, migrated like `serve` would.
-func withDB(ctx context.Context, cf *configFlags, lookup env, stderr io.Writer, fn func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error) error {
+// withResources runs fn on the node's resources, opened as `serve` opens
+// them (the database migrated, the key manager, the audit log, the API
+// tokens, the cache).
+func withResources(ctx context.Context, cf *configFlags, lookup env, stderr io.Writer, fn func(r *node.Resources) error) error {
 	l, err := cf.load(lookup)
 	if err != nil {
 		return err
 	}
-	log := newLogger(l.Config, stderr)
-	db, err := node.OpenDatabase(ctx, l.Config, log)
+	r, err := node.Open(ctx, l.Config, node.OpenOptions{Log: newLogger(l.Config, stderr)})
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	return fn(l.Config, db, log)
+	defer r.Close()
+	return fn(r)
 }
 
 func newKeysCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
@@ -54,12 +50,9 @@ The old version is retired once no data key uses it. Records stay readable throu
 		if args[0] != "jwt" && args[0] != "encryption" {
 			return &usageError{fmt.Errorf("unknown key kind %q: accepted values: jwt, encryption", args[0])}
 		}
-		return withDB(cmd.Context(), cf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
-			km, err := consentnode.OpenKeys(cmd.Context(), cfg, db, log)
-			if err != nil {
-				return err
-			}
-			alog := sqlaudit.New(db)
+		return withResources(cmd.Context(), cf, lookup, stderr, func(r *node.Resources) error {
+			km := r.Keys
+			alog := r.Audit
 			if args[0] == "jwt" {
 				kid, err := km.RotateSigning(cmd.Context())
 				if err != nil {
@@ -96,11 +89,8 @@ The old version is retired once no data key uses it. Records stay readable throu
 	status := &cobra.Command{Use: "status", Short: "Show key-encryption-key versions and signing keys", Args: noArgs}
 	scf := addConfigFlags(status)
 	status.RunE = func(cmd *cobra.Command, _ []string) error {
-		return withDB(cmd.Context(), scf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
-			km, err := consentnode.OpenKeys(cmd.Context(), cfg, db, log)
-			if err != nil {
-				return err
-			}
+		return withResources(cmd.Context(), scf, lookup, stderr, func(r *node.Resources) error {
+			km := r.Keys
 			if err := printKEKs(cmd.Context(), km, stdout); err != nil {
 				return err
 			}
@@ -142,12 +132,9 @@ func newAuditCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	}
 	cf := addConfigFlags(verify)
 	verify.RunE = func(cmd *cobra.Command, _ []string) error {
-		return withDB(cmd.Context(), cf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
-			km, err := consentnode.OpenKeys(cmd.Context(), cfg, db, log)
-			if err != nil {
-				return err
-			}
-			rep, err := sqlaudit.New(db).Verify(cmd.Context(), consentnode.CheckpointKeys{M: km})
+		return withResources(cmd.Context(), cf, lookup, stderr, func(r *node.Resources) error {
+			km := r.Keys
+			rep, err := r.Audit.Verify(cmd.Context(), consentnode.CheckpointKeys{M: km})
 			if err != nil {
 				return err
 			}
@@ -169,16 +156,16 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	ccf := addConfigFlags(create)
 	create.RunE = func(cmd *cobra.Command, args []string) error {
 		name := args[0]
-		r, err := auth.ParseRole(args[1])
+		role, err := auth.ParseRole(args[1])
 		if err != nil {
 			return &usageError{err}
 		}
-		return withDB(cmd.Context(), ccf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
-			secret, tok, err := auth.NewTokens(sqlauth.New(db)).Create(cmd.Context(), name, r)
+		return withResources(cmd.Context(), ccf, lookup, stderr, func(r *node.Resources) error {
+			secret, tok, err := r.Tokens.Create(cmd.Context(), name, role)
 			if err != nil {
 				return err
 			}
-			if _, err := sqlaudit.New(db).Append(cmd.Context(), audit.Event{Actor: "cli", Action: "auth.token_create", Object: tok.ID, Details: map[string]string{"role": string(r), "name": name}}); err != nil {
+			if _, err := r.Audit.Append(cmd.Context(), audit.Event{Actor: "cli", Action: "auth.token_create", Object: tok.ID, Details: map[string]string{"role": string(role), "name": name}}); err != nil {
 				return err
 			}
 			fmt.Fprintf(stderr, "created %s (%s, role %s); the secret below is not stored and cannot be shown again\n", tok.ID, tok.Name, tok.Role)
@@ -189,8 +176,8 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List tokens (never their secrets)", Args: noArgs}
 	lcf := addConfigFlags(list)
 	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		return withDB(cmd.Context(), lcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
-			toks, err := auth.NewTokens(sqlauth.New(db)).List(cmd.Context())
+		return withResources(cmd.Context(), lcf, lookup, stderr, func(r *node.Resources) error {
+			toks, err := r.Tokens.List(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -209,11 +196,11 @@ func newTokensCmd(lookup env, stdout, stderr io.Writer) *cobra.Command {
 	revoke := &cobra.Command{Use: "revoke ID", Short: "Revoke a token", Args: exactArgs(1)}
 	rcf := addConfigFlags(revoke)
 	revoke.RunE = func(cmd *cobra.Command, args []string) error {
-		return withDB(cmd.Context(), rcf, lookup, stderr, func(_ config.Config, db *sqldb.DB, _ *slog.Logger) error {
-			if err := auth.NewTokens(sqlauth.New(db)).Revoke(cmd.Context(), args[0]); err != nil {
+		return withResources(cmd.Context(), rcf, lookup, stderr, func(r *node.Resources) error {
+			if err := r.Tokens.Revoke(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			if _, err := sqlaudit.New(db).Append(cmd.Context(), audit.Event{Actor: "cli", Action: "auth.token_revoke", Object: args[0]}); err != nil {
+			if _, err := r.Audit.Append(cmd.Context(), audit.Event{Actor: "cli", Action: "auth.token_revoke", Object: args[0]}); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "revoked %s\n", args[0])

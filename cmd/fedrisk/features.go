@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,12 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/features"
 	"github.com/fedrisk/fedrisk/internal/features/sqlfeatures"
-	"github.com/fedrisk/fedrisk/internal/sqldb"
+	"github.com/fedrisk/fedrisk/internal/node"
 )
 
 // featureViewsEnv names the variable that can replace --views.
@@ -67,26 +64,10 @@ func (vf *featureViewsFlag) load(lookup env) (*features.Registry, error) {
 	return r, nil
 }
 
-// openFeatureStore opens the store over the node's database, with the
-// node's Redis cache when one is configured (a memory cache in this process
-// would reach no serving node).
-func openFeatureStore(ctx context.Context, cfg config.Config, db *sqldb.DB, views *features.Registry, log *slog.Logger) (*features.Store, func(), error) {
-	opts := features.Options{Log: log}
-	closeCache := func() {}
-	if cfg.RedisURL != "" {
-		// The node's cache prefix (see node.buildCache).
-		r, err := cache.NewRedis(ctx, cfg.RedisURL, cache.RedisOptions{Prefix: "fedrisk:" + cfg.Party})
-		if err != nil {
-			return nil, nil, fmt.Errorf("open redis: %w", err)
-		}
-		opts.Cache, closeCache = r, func() { r.Close() }
-	}
-	s, err := features.New(sqlfeatures.New(db), views, opts)
-	if err != nil {
-		closeCache()
-		return nil, nil, err
-	}
-	return s, closeCache, nil
+// openFeatureStore opens the store over the node's database and cache
+// (with Redis, the cache the serving nodes read).
+func openFeatureStore(r *node.Resources, views *features.Registry) (*features.Store, error) {
+	return features.New(sqlfeatures.New(r.DB), views, features.Options{Log: r.Log, Cache: r.Cache})
 }
 
 func checkFeatureView(views *features.Registry, name string) error {
@@ -156,12 +137,12 @@ database fails mid-way, run the same command again to complete the load.`,
 			return err
 		}
 		defer f.Close()
-		return withDB(cmd.Context(), cf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
-			store, closeCache, err := openFeatureStore(cmd.Context(), cfg, db, views, log)
+		return withResources(cmd.Context(), cf, lookup, stderr, func(r *node.Resources) error {
+			store, err := openFeatureStore(r, views)
 			if err != nil {
 				return err
 			}
-			defer closeCache()
+			cfg := r.Config
 			var src io.ReadSeeker = f
 			if entityRef {
 				if cfg.SubjectRefKey == "" {
@@ -240,12 +221,11 @@ unless it is a pseudonym: mind your shell history.`,
 		if err := features.ValidateEntity(entity); err != nil {
 			return &usageError{fmt.Errorf("--entity: %w", err)}
 		}
-		return withDB(cmd.Context(), cf, lookup, stderr, func(cfg config.Config, db *sqldb.DB, log *slog.Logger) error {
-			store, closeCache, err := openFeatureStore(cmd.Context(), cfg, db, views, log)
+		return withResources(cmd.Context(), cf, lookup, stderr, func(r *node.Resources) error {
+			store, err := openFeatureStore(r, views)
 			if err != nil {
 				return err
 			}
-			defer closeCache()
 			vec, err := store.Get(cmd.Context(), view, entity, feats)
 			if errors.Is(err, features.ErrUnknownFeature) {
 				return &usageError{err}

@@ -116,7 +116,9 @@ func TestFeaturesCLIUsage(t *testing.T) {
 	brokenViews := filepath.Join(t.TempDir(), "views.yaml")
 	os.WriteFile(brokenViews, []byte("views:\n  - name: v\n    entity: id\n    features: [{name: x, type: float64}]\n"), 0o600)
 	dir := t.TempDir()
-	if code, _, stderr := runCLI(t, nil, "migrate", "--data-dir", dir); code != 0 {
+	// The node's keys exist (as after its first start), so no command
+	// below logs their creation.
+	if code, _, stderr := runCLI(t, nil, "keys", "status", "--data-dir", dir); code != 0 {
 		t.Fatal(stderr)
 	}
 	cases := []struct {
@@ -199,7 +201,7 @@ func TestFeaturesLoadEntityRef(t *testing.T) {
 	k, _ := config.DecodeKey(key)
 	href := consent.HostRef(k, "partner", "25115")
 	get := func(entity string) string {
-		_, out, _ := runFeatures(t, env, "features", "get", "--view", "host_credit", "--entity", entity, "--feature", "x0", "--data-dir", dir)
+		_, out, _ := runFeatures(t, env, "features", "get", "--view", "host_credit", "--entity", entity, "--feature", "x0", "--data-dir", dir, "--party", "partner")
 		return out
 	}
 	if out := get(href); !featuresMatch(out, `x0\s+1.483795\s+PRESENT`) {

@@ -33,9 +33,10 @@ func startPSINode(t *testing.T, party, role string, peers []config.Peer) string 
 	cfg.Addrs[config.ServicePSI] = "127.0.0.1:0"
 	cfg.Peers = peers
 	cfg.HTTP.ShutdownGrace = 3 * time.Second
-	factory := func(ctx context.Context, d node.Deps) (node.Service, error) {
-		return psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer,
-			PeerClient: d.PeerClient, Options: psijob.Options{BatchSize: 64, PollEvery: 50 * time.Millisecond}})
+	factory := func(ctx context.Context, e node.Env) (node.Service, error) {
+		d := node.PSIDeps(e)
+		d.Options = psijob.Options{BatchSize: 64, PollEvery: 50 * time.Millisecond}
+		return psinode.New(ctx, d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.New(ctx, node.Options{Config: cfg, Registry: prometheus.NewRegistry(), Services: map[string]node.Factory{config.ServicePSI: factory}})

@@ -21,6 +21,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobapi"
 )
 
 // newTrainCmd is `fedrisk train`: training jobs through this node's
@@ -52,7 +53,7 @@ registers its half of the model when the job succeeds.`,
 
 func newTrainStartCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 	var (
-		b                           trainjob.CreateBody
+		b                           trainjobapi.CreateBody
 		guestFile, hostFile, role   string
 		l2                          float64
 		patience                    int
@@ -117,7 +118,7 @@ func newTrainStartCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
-			var j trainjob.JobBody
+			var j trainjobapi.JobBody
 			if _, err := c.do(cmd.Context(), http.MethodPost, "/train/v1/jobs", b, &j); err != nil {
 				return err
 			}
@@ -174,7 +175,7 @@ func nonEmpty(a, b string) string {
 }
 
 // printTrainJob prints a job as JSON or as a few lines of text.
-func printTrainJob(w io.Writer, j trainjob.JobBody, asJSON bool) error {
+func printTrainJob(w io.Writer, j trainjobapi.JobBody, asJSON bool) error {
 	if asJSON {
 		return printJSON(w, j)
 	}
@@ -219,7 +220,7 @@ func newTrainStatusCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var j trainjob.JobBody
+			var j trainjobapi.JobBody
 			if _, err := c.do(cmd.Context(), http.MethodGet, "/train/v1/jobs/"+url.PathEscape(args[0]), nil, &j); err != nil {
 				return err
 			}
@@ -255,7 +256,7 @@ func newTrainListCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var l trainjob.ListBody
+			var l trainjobapi.ListBody
 			if _, err := c.do(cmd.Context(), http.MethodGet, "/train/v1/jobs?"+q.Encode(), nil, &l); err != nil {
 				return err
 			}
@@ -301,7 +302,7 @@ func newTrainCancelCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var j trainjob.JobBody
+			var j trainjobapi.JobBody
 			if _, err := c.do(cmd.Context(), http.MethodPost, "/train/v1/jobs/"+url.PathEscape(args[0])+"/cancel", nil, &j); err != nil {
 				return err
 			}
@@ -314,10 +315,10 @@ func newTrainCancelCmd(cf *clientFlags, stdout io.Writer) *cobra.Command {
 
 // waitTrainJob polls a job until it leaves waiting and running, printing
 // one progress line per finished epoch to progress.
-func waitTrainJob(ctx context.Context, c *apiClient, id string, poll time.Duration, progress io.Writer) (trainjob.JobBody, error) {
+func waitTrainJob(ctx context.Context, c *apiClient, id string, poll time.Duration, progress io.Writer) (trainjobapi.JobBody, error) {
 	last := -1
 	for {
-		var j trainjob.JobBody
+		var j trainjobapi.JobBody
 		if _, err := c.do(ctx, http.MethodGet, "/train/v1/jobs/"+url.PathEscape(id), nil, &j); err != nil {
 			return j, err
 		}
@@ -499,11 +500,11 @@ func benchTrain(ctx context.Context, o trainBenchOpts, progress io.Writer) (Trai
 	gc, hc := pair.guestAPI, pair.hostAPI
 	fmt.Fprintf(progress, "training on %d rows, %d+%d features, %d epochs\n", res.Rows, res.FeaturesGuest, res.FeaturesHost, o.epochs)
 	start := time.Now()
-	var hj, gj trainjob.JobBody
-	if _, err := hc.do(ctx, http.MethodPost, "/train/v1/jobs", trainjob.CreateBody{Role: trainjob.RoleHost, Peer: "bank", File: "host.csv"}, &hj); err != nil {
+	var hj, gj trainjobapi.JobBody
+	if _, err := hc.do(ctx, http.MethodPost, "/train/v1/jobs", trainjobapi.CreateBody{Role: trainjob.RoleHost, Peer: "bank", File: "host.csv"}, &hj); err != nil {
 		return res, fmt.Errorf("host job: %w", err)
 	}
-	if _, err := gc.do(ctx, http.MethodPost, "/train/v1/jobs", trainjob.CreateBody{Peer: "partner", File: "guest.csv", Epochs: o.epochs}, &gj); err != nil {
+	if _, err := gc.do(ctx, http.MethodPost, "/train/v1/jobs", trainjobapi.CreateBody{Peer: "partner", File: "guest.csv", Epochs: o.epochs}, &gj); err != nil {
 		return res, fmt.Errorf("guest job: %w", err)
 	}
 	final, err := waitTrainJob(ctx, gc, gj.ID, 100*time.Millisecond, progress)

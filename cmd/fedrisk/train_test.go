@@ -11,10 +11,13 @@ import (
 	"testing"
 
 	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/node"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobapi"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobnode"
 )
 
 // runTrain runs `fedrisk train ARGS` through run(), as main does, against
@@ -41,8 +44,10 @@ func startTrainNodes(t *testing.T) (guestURL, hostURL, guestDir, hostDir string)
 	for p, other := range map[string]string{"bank": "telecom", "telecom": "bank"} {
 		dirs[p] = t.TempDir()
 		db := sqldbtest.OpenSQLite(t, true)
-		svc, err := trainjob.New(context.Background(), trainjob.Deps{Config: config.Config{Party: p, DataDir: dirs[p],
-			Peers: []config.Peer{{Name: other, URL: servers[other].URL}}}, DB: db, Store: sqltrainjob.New(db)})
+		cfg := config.Default()
+		cfg.Party, cfg.DataDir, cfg.Peers = p, dirs[p], []config.Peer{{Name: other, URL: servers[other].URL}}
+		res := nodetest.Resources(t, cfg, nodetest.Options{DB: db})
+		svc, err := trainjobnode.New(context.Background(), node.TrainingDeps(nodetest.Env(res, nil), nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +126,7 @@ func TestTrainCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatal(stderr)
 	}
-	var hj trainjob.JobBody
+	var hj trainjobapi.JobBody
 	if err := json.Unmarshal([]byte(out), &hj); err != nil || hj.Status != trainjob.StatusWaiting || hj.Role != "host" || hj.Algo != trainjob.AlgoHeteroLR {
 		t.Fatalf("host job %s (%v)", out, err)
 	}
@@ -131,7 +136,7 @@ func TestTrainCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, progress)
 	}
-	var gj trainjob.JobBody
+	var gj trainjobapi.JobBody
 	if err := json.Unmarshal([]byte(out), &gj); err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,9 @@ type Config struct {
 
 	Services []string          // services to run
 	Addrs    map[string]string // listen address per service
+	// OpsAddr, when set, is a plain-HTTP listener for /health, /ready and
+	// /metrics that never asks for a client certificate (probes, scrapers).
+	OpsAddr string
 
 	DatabaseURL       string // empty: SQLite file under DataDir
 	MigrateOnStart    bool
@@ -183,6 +186,9 @@ func (c *Config) Validate() error {
 			return &Error{Key: "listen." + s, Value: a, Accepted: "an address not already used by listen." + other}
 		}
 		seen[a] = s
+	}
+	if other, ok := seen[c.OpsAddr]; ok && c.OpsAddr != "" && !strings.HasSuffix(c.OpsAddr, ":0") {
+		return &Error{Key: "listen.ops", Value: c.OpsAddr, Accepted: "an address not already used by listen." + other}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return &Error{Key: "tls.key_file", Value: c.TLS.KeyFile, Accepted: "set together with tls.cert_file"}

@@ -304,3 +304,6 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 func (s *Service) tokenSubject(c Consent) string {
 	return s.crypto.Pseudonym([]byte("fedrisk/token-sub/v1\x00" + c.Party + "\x00" + c.SubjectRef))
 }
+
+// Issuer is the iss of a party's consent tokens and receipts.
+func Issuer(party string) string { return "fedrisk:" + party }

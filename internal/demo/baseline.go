@@ -6,13 +6,13 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobapi"
 )
 
 // centralized trains the baseline on the rows the federated job trained on
 // — the bank's consented customers the partner also has — joined in the
 // clear, with the job's hyper-parameters.
-func (d *Demo) centralized(ctx context.Context, job trainjob.JobBody) (float64, error) {
+func (d *Demo) centralized(ctx context.Context, job trainjobapi.JobBody) (float64, error) {
 	g, err := dataset.ReadFile(d.Guest.Input, true)
 	if err != nil {
 		return 0, err

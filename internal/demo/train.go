@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/fedrisk/fedrisk/internal/config"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobapi"
 )
 
 // trainRecord is the training stage's outcome.
@@ -40,8 +40,8 @@ func (d *Demo) train(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var job trainjob.JobBody
-	if _, err := tc.Do(ctx, "POST", "/train/v1/jobs", trainjob.CreateBody{Role: "guest", Algo: "hetero-lr", Peer: hostParty,
+	var job trainjobapi.JobBody
+	if _, err := tc.Do(ctx, "POST", "/train/v1/jobs", trainjobapi.CreateBody{Role: "guest", Algo: "hetero-lr", Peer: hostParty,
 		File: filepath.ToSlash(file), HostFile: filepath.ToSlash(hostFile), PSIJob: d.Result.PSIJob, ModelID: ModelID, Epochs: d.opts.Epochs}, &job); err != nil {
 		return fmt.Errorf("start training: %w", err)
 	}

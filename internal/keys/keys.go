@@ -16,6 +16,10 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedrisk/fedrisk/internal/metrics"
 )
 
 // Sentinel errors.
@@ -53,6 +57,10 @@ type Options struct {
 	// Logger receives life-cycle events, never key material or data key ids
 	// (default: discard).
 	Logger *slog.Logger
+	// Registerer, if set, counts the managers opened in the process
+	// (fedrisk_key_managers): one per process, built by its composition
+	// root, shares its KEK and signer caches between all services.
+	Registerer prometheus.Registerer
 }
 
 // Manager owns the key hierarchy described in the package doc. It is safe
@@ -101,6 +109,16 @@ func New(ctx context.Context, store Store, root []byte, opts Options) (*Manager,
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer != nil {
+		g, err := metrics.Register(opts.Registerer, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedrisk_key_managers",
+			Help: "Key managers opened in this process (1: every service shares one, with its key caches).",
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("keys: metrics: %w", err)
+		}
+		g.Inc()
 	}
 	m := &Manager{
 		store:   store,

@@ -1,32 +1,30 @@
-// Package node wires one party's fedrisk services into a running process:
-// it opens the database (and migrates it), builds the cache, loads TLS
-// material, gives every service its own listener with the shared HTTP
-// conventions (/health, /ready, /metrics, JSON errors, request metrics), and
-// shuts everything down gracefully when its context ends.
+// Package node is the composition root of a fedrisk process. Open builds the
+// resources a process shares — database (migrated), cache, key manager,
+// audit log, API tokens, consent domain, peer identities, TLS — once, and
+// closes them in reverse order. New gives every service its own listener
+// with the shared HTTP conventions (/health, /ready, /metrics, JSON errors,
+// request metrics), an optional plain-HTTP operations listener (listen.ops)
+// for probes and scrapers, and shuts everything down gracefully when its
+// context ends. Admin commands open the same Resources without listeners.
 //
-// Services are added through Factory values (see services.go), so a new
-// service is a package of its own plus one line in the table; the node does
-// not know what a service does.
+// Services are added through Factory values (see services.go): a new
+// service is a package of its own plus one line in the table, and its
+// factory takes from Env only what the service uses.
 package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
-	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -35,25 +33,28 @@ import (
 type Options struct {
 	Config   config.Config
 	Logger   *slog.Logger
-	Registry *prometheus.Registry // the node's own registry, never the global one
+	Registry *prometheus.Registry // the process's own registry, never the global one
 	Build    string               // binary version, for logs and /{service} info
 	// Services maps service names to factories; nil means Builtin().
 	Services map[string]Factory
 	// OnListening, if set, is called once every listener is bound (tests
 	// use it to learn the addresses of ":0" listeners).
 	OnListening func(*Node)
+	// Open, if set, tunes how the resources are opened (tests hand in a
+	// database or cache; Logger and Registry are taken from above).
+	Open OpenOptions
 }
 
-// Deps is what a service gets from the node.
-type Deps struct {
-	Config     config.Config
-	DB         *sqldb.DB
-	Cache      cache.Cache
-	Log        *slog.Logger
+// Env is what a service factory gets: the process's shared resources, and
+// a logger and a metrics registerer of the service's own.
+type Env struct {
+	Res *Resources
+	// Log is scoped with the service's name.
+	Log *slog.Logger
+	// Registerer takes the service's metrics: they land in the process
+	// registry (the ops listener) and in the service's own, which its
+	// listener's /metrics shows.
 	Registerer prometheus.Registerer
-	// PeerClient talks to other parties (mTLS when configured) with a
-	// deadline on every call.
-	PeerClient *http.Client
 	Build      string
 }
 
@@ -69,14 +70,13 @@ type Service interface {
 type Drainer interface{ Drain() }
 
 // Factory builds a service.
-type Factory func(ctx context.Context, d Deps) (Service, error)
+type Factory func(ctx context.Context, e Env) (Service, error)
 
 // Node is one party's running process.
 type Node struct {
 	opts     Options
 	log      *slog.Logger
-	db       *sqldb.DB
-	cache    cache.Cache
+	res      *Resources
 	servers  []*web.Server
 	services []Service
 	draining atomic.Bool
@@ -91,8 +91,8 @@ func Run(ctx context.Context, opts Options) error {
 	return n.Serve(ctx)
 }
 
-// New opens the node's resources and binds its listeners; Serve starts
-// answering. On error everything opened so far is closed.
+// New opens the node's resources (Open) and binds its listeners; Serve
+// starts answering. On error everything opened so far is closed.
 func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	cfg := opts.Config
 	if err := cfg.Validate(); err != nil {
@@ -113,65 +113,43 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 			n.close()
 		}
 	}()
-
-	if n.db, err = OpenDatabase(ctx, cfg, n.log); err != nil {
+	oo := opts.Open
+	oo.Log, oo.Registerer = n.log, opts.Registry
+	if n.res, err = Open(ctx, cfg, oo); err != nil {
 		return nil, err
 	}
-	if err := n.recordParty(ctx); err != nil {
-		return nil, err
-	}
-	if n.cache, err = buildCache(ctx, cfg, opts.Registry); err != nil {
-		return nil, err
-	}
-	serverTLS, clientTLS, err := loadTLS(cfg.TLS)
-	if err != nil {
-		return nil, err
-	}
-	peerClient := &http.Client{
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
-	}
-	checks := []web.Check{
-		{Name: "database", Fn: n.db.PingContext},
-		{Name: "cache", Fn: n.cache.Ping},
-	}
-	for _, p := range cfg.Peers {
-		if p.URL != "" {
-			checks = append(checks, web.PeerCheck(peerClient, p.Name, p.URL))
-		}
-		for _, svc := range config.AllServices() {
-			if u := p.ServiceURLs[svc]; u != "" && u != p.URL {
-				checks = append(checks, web.PeerCheck(peerClient, p.Name+"/"+svc, u))
-			}
-		}
-	}
-	if cfg.ConsentServiceURL != "" {
-		checks = append(checks, web.PeerCheck(peerClient, "consent-service", cfg.ConsentServiceURL))
-	}
+	checks := readyChecks(n.res)
 
 	metrics := web.NewMetrics(opts.Registry)
-	deps := Deps{Config: cfg, DB: n.db, Cache: n.cache, Registerer: opts.Registry, PeerClient: peerClient, Build: opts.Build}
+	own := map[string]*prometheus.Registry{}
+	for _, name := range cfg.Services {
+		own[name] = prometheus.NewRegistry()
+	}
 	for _, name := range cfg.Services {
 		factory, ok := opts.Services[name]
 		if !ok {
 			return nil, fmt.Errorf("service %q is not built into this binary", name)
 		}
 		slog := n.log.With("service", name)
-		d := deps
-		d.Log = slog
-		svc, err := factory(ctx, d)
+		svc, err := factory(ctx, Env{Res: n.res, Log: slog, Registerer: teeRegisterer{proc: opts.Registry, own: own[name]}, Build: opts.Build})
 		if err != nil {
 			return nil, fmt.Errorf("start %s service: %w", name, err)
 		}
 		n.services = append(n.services, svc)
 		mux := http.NewServeMux()
-		web.Mount(mux, opts.Registry, checks, cfg.HTTP.PeerTimeout, n)
+		web.Mount(mux, serviceGatherer(name, opts.Registry, own), checks, cfg.HTTP.PeerTimeout, n)
 		svc.Mount(mux)
 		h := web.Middleware{Service: name, Log: slog, Metrics: metrics, MaxBodyBytes: cfg.HTTP.MaxBodyBytes}.Wrap(mux)
-		srv, err := web.Listen(name, cfg.Addrs[name], h, web.Timeouts{
-			ReadHeader: cfg.HTTP.ReadHeaderTimeout, Read: cfg.HTTP.ReadTimeout,
-			Write: cfg.HTTP.WriteTimeout, Idle: cfg.HTTP.IdleTimeout,
-		}, serverTLS, slog)
+		srv, err := web.Listen(name, cfg.Addrs[name], h, n.timeouts(), n.res.ServerTLS, slog)
+		if err != nil {
+			return nil, err
+		}
+		n.servers = append(n.servers, srv)
+	}
+	if cfg.OpsAddr != "" {
+		mux := http.NewServeMux()
+		web.Mount(mux, opts.Registry, checks, cfg.HTTP.PeerTimeout, n)
+		srv, err := web.Listen(OpsListener, cfg.OpsAddr, mux, n.timeouts(), nil, n.log.With("service", OpsListener))
 		if err != nil {
 			return nil, err
 		}
@@ -180,100 +158,36 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	return n, nil
 }
 
-// OpenDatabase opens the configured database and brings its schema to the
-// binary's version (or, with migrate_on_start off, checks that it is).
-func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*sqldb.DB, error) {
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.MigrateOnStart {
-		applied, err := db.Migrate(ctx)
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		if len(applied) > 0 {
-			log.Info("database migrated", "database", db.Location, "applied", applied, "version", sqldb.Latest())
-		}
-	} else if err := db.Check(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
+// OpsListener names the operations listener (listen.ops) in logs and Addr.
+const OpsListener = "ops"
+
+func (n *Node) timeouts() web.Timeouts {
+	h := n.opts.Config.HTTP
+	return web.Timeouts{ReadHeader: h.ReadHeaderTimeout, Read: h.ReadTimeout, Write: h.WriteTimeout, Idle: h.IdleTimeout}
 }
 
-// recordParty remembers which party owns the database and refuses to run
-// another party's node on it.
-func (n *Node) recordParty(ctx context.Context) error {
-	db, party := n.db, n.opts.Config.Party
-	if _, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO node_info (key, value, updated_at) VALUES ('party', ?, ?) ON CONFLICT (key) DO NOTHING`),
-		party, time.Now().UnixMicro()); err != nil {
-		return fmt.Errorf("record party: %w", err)
+// readyChecks are what /ready probes: the database, the cache, and every
+// declared peer and remote consent service.
+func readyChecks(r *Resources) []web.Check {
+	cfg := r.Config
+	checks := []web.Check{
+		{Name: "database", Fn: r.DB.PingContext},
+		{Name: "cache", Fn: r.Cache.Ping},
 	}
-	var owner string
-	if err := db.QueryRowContext(ctx, `SELECT value FROM node_info WHERE key = 'party'`).Scan(&owner); err != nil {
-		return fmt.Errorf("record party: %w", err)
-	}
-	if owner != party {
-		return fmt.Errorf("database %s belongs to party %q, this node is %q: use that party's name or another database", db.Location, owner, party)
-	}
-	return nil
-}
-
-func buildCache(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (cache.Cache, error) {
-	var c cache.Cache
-	if cfg.RedisURL != "" {
-		r, err := cache.NewRedis(ctx, cfg.RedisURL, cache.RedisOptions{Prefix: "fedrisk:" + cfg.Party})
-		if err != nil {
-			return nil, fmt.Errorf("open redis: %w", err)
+	for _, p := range cfg.Peers {
+		if p.URL != "" {
+			checks = append(checks, web.PeerCheck(r.PeerClient, p.Name, p.URL))
 		}
-		c = r
-	} else {
-		c = cache.NewMemory(cache.MemoryOptions{})
-	}
-	if cfg.CacheTTL > 0 {
-		c = cache.WithTTL(c, cfg.CacheTTL)
-	}
-	ic, err := cache.Instrument(c, reg)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	if !cfg.CacheEnabled {
-		ic = cache.Disabled(ic)
-	}
-	return ic, nil
-}
-
-// loadTLS returns the listeners' TLS config (nil: plain HTTP) and the client
-// config used towards peers.
-func loadTLS(t config.TLS) (server, client *tls.Config, err error) {
-	var pool *x509.CertPool
-	if t.CAFile != "" {
-		if pool, err = pki.LoadCertPool(strings.Split(t.CAFile, ",")...); err != nil {
-			return nil, nil, err
+		for _, svc := range config.AllServices() {
+			if u := p.ServiceURLs[svc]; u != "" && u != p.URL {
+				checks = append(checks, web.PeerCheck(r.PeerClient, p.Name+"/"+svc, u))
+			}
 		}
 	}
-	if t.Enabled() {
-		cert, err := pki.LoadKeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		server = pki.ServerConfig(cert, pool, t.RequireClientCert)
+	if cfg.ConsentServiceURL != "" {
+		checks = append(checks, web.PeerCheck(r.PeerClient, "consent-service", cfg.ConsentServiceURL))
 	}
-	var clientCert *tls.Certificate
-	if t.ClientCertFile != "" {
-		c, err := pki.LoadKeyPair(t.ClientCertFile, t.ClientKeyFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		clientCert = &c
-	}
-	if pool == nil && clientCert == nil {
-		return server, nil, nil // no PKI configured: peers over plain HTTP or public CAs
-	}
-	return server, pki.ClientConfig(clientCert, pool), nil
+	return checks
 }
 
 // Draining reports whether the node is shutting down.
@@ -290,10 +204,13 @@ func (n *Node) Addr(name string) string {
 }
 
 // Cache returns the node's cache (for the CLI and tests).
-func (n *Node) Cache() cache.Cache { return n.cache }
+func (n *Node) Cache() cache.Cache { return n.res.Cache }
 
 // DB returns the node's database (for the CLI and tests).
-func (n *Node) DB() *sqldb.DB { return n.db }
+func (n *Node) DB() *sqldb.DB { return n.res.DB }
+
+// Resources returns the node's shared resources (for tests).
+func (n *Node) Resources() *Resources { return n.res }
 
 // Serve answers on every listener until ctx ends or a listener fails, then
 // stops accepting, lets in-flight requests finish within the grace period,
@@ -351,10 +268,9 @@ func (n *Node) close() {
 			n.log.Warn("close service", "err", err)
 		}
 	}
-	if n.cache != nil {
-		n.cache.Close()
-	}
-	if n.db != nil {
-		n.db.Close()
+	if n.res != nil {
+		if err := n.res.Close(); err != nil {
+			n.log.Warn("close resources", "err", err)
+		}
 	}
 }

@@ -160,7 +160,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	cfg.Services = []string{config.ServicePSI}
 	svc := slowService{started: make(chan struct{})}
 	n, stop := start(t, node.Options{Config: cfg, Services: map[string]node.Factory{
-		config.ServicePSI: func(context.Context, node.Deps) (node.Service, error) { return svc, nil },
+		config.ServicePSI: func(context.Context, node.Env) (node.Service, error) { return svc, nil },
 	}})
 	addr := n.Addr(config.ServicePSI)
 	result := make(chan string, 1)

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
-	"github.com/fedrisk/fedrisk/internal/auth"
-	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
+	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
 	"github.com/fedrisk/fedrisk/internal/serving"
 	"github.com/fedrisk/fedrisk/internal/serving/registry"
 	"github.com/fedrisk/fedrisk/internal/serving/registry/registryapi"
@@ -18,6 +17,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/serving/servingnode"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobnode"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -31,33 +31,74 @@ func Builtin() map[string]Factory {
 	}
 }
 
-func consentService(ctx context.Context, d Deps) (Service, error) {
-	return consentnode.New(ctx, consentnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log})
+func consentService(ctx context.Context, e Env) (Service, error) {
+	return consentnode.New(ctx, ConsentDeps(e))
 }
 
-func psiService(ctx context.Context, d Deps) (Service, error) {
-	return psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: d.PeerClient})
+func psiService(ctx context.Context, e Env) (Service, error) { return psinode.New(ctx, PSIDeps(e)) }
+
+// ConsentDeps is what the consent service takes from e.
+func ConsentDeps(e Env) consentnode.Deps {
+	r := e.Res
+	return consentnode.Deps{Domain: r.Consent, Keys: r.Keys, Audit: r.Audit, Tokens: r.Tokens, Peers: r.Peers,
+		AuthRequired: r.Config.AuthRequired, Revocations: r.Revocations, Log: e.Log}
+}
+
+// PSIDeps is what the PSI service takes from e.
+func PSIDeps(e Env) psinode.Deps {
+	r := e.Res
+	d := psinode.Deps{Config: r.Config, DB: r.DB, Cache: r.Cache, Log: e.Log, Registerer: e.Registerer, Keys: r.Keys,
+		Audit: r.Audit, Tokens: r.Tokens, Peers: r.Peers, PeerClient: r.PeerClient}
+	if r.Config.ConsentServiceURL == "" {
+		d.Consent = r.Consent // the consent service's tables are in this database
+	}
+	return d
+}
+
+// TrainingDeps is what the training service takes from e; it registers
+// the halves it trains in models.
+func TrainingDeps(e Env, models trainjob.Registrar) trainjobnode.Deps {
+	r := e.Res
+	peers := map[string]string{}
+	for _, p := range r.Config.Peers {
+		peers[p.Name] = p.URLFor(config.ServiceServing)
+	}
+	return trainjobnode.Deps{Party: r.Config.Party, DataDir: r.Config.DataDir, Peers: peers,
+		PeerAuth: r.Peers, Tokens: r.Tokens, AuthRequired: r.Config.AuthRequired, PeerClient: r.PeerClient,
+		Store: sqltrainjob.New(r.DB), Models: models, Registerer: e.Registerer, Log: e.Log,
+		// Read-only use of the PSI results: Get, List and Export of finished jobs.
+		PSI: psijob.NewService(psijob.ServiceDeps{Store: sqlpsi.New(r.DB), Sealer: r.Keys}, psijob.Options{Log: e.Log})}
+}
+
+// ScoringDeps is what scoring takes from e; it serves the models of
+// models.
+func ScoringDeps(e Env, models serving.Models) servingnode.Deps {
+	r := e.Res
+	d := servingnode.Deps{Config: r.Config, DB: r.DB, Cache: r.Cache, Log: e.Log, Registerer: e.Registerer, PeerClient: r.PeerClient,
+		Build: e.Build, Models: models, Tokens: r.Tokens, Peers: r.Peers, SubjectRefKey: r.SubjectRefKey}
+	if r.Config.ConsentServiceURL == "" {
+		d.Consent = r.Consent
+	}
+	return d
 }
 
 // servingService is model-serving: the model registry (shared by training,
 // which registers the halves it trains, and scoring, which serves them),
 // federated training jobs, and scoring with the feature store and the
 // privacy budget.
-func servingService(ctx context.Context, d Deps) (Service, error) {
-	alog := sqlaudit.New(d.DB)
-	reg := registry.New(sqlregistry.New(d.DB), d.Cache, registry.Options{Log: d.Log, Auditor: alog})
-	train, err := trainjob.New(ctx, trainjob.Deps{Config: d.Config, DB: d.DB, Log: d.Log, PeerClient: d.PeerClient,
-		Store: sqltrainjob.New(d.DB), Models: reg, Registerer: d.Registerer})
+func servingService(ctx context.Context, e Env) (Service, error) {
+	r := e.Res
+	reg := registry.New(sqlregistry.New(r.DB), r.Cache, registry.Options{Log: e.Log, Auditor: r.Audit})
+	train, err := trainjobnode.New(ctx, TrainingDeps(e, reg))
 	if err != nil {
 		return nil, err
 	}
-	score, err := servingnode.New(ctx, servingnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log,
-		Registerer: d.Registerer, PeerClient: d.PeerClient, Build: d.Build, Models: reg.ForScoring(serving.ErrModelNotFound)})
+	score, err := servingnode.New(ctx, ScoringDeps(e, reg.ForScoring(serving.ErrModelNotFound)))
 	if err != nil {
 		train.Close()
 		return nil, err
 	}
-	api := registryapi.New(reg, auth.NewTokens(sqlauth.New(d.DB)), registryapi.Options{AuthRequired: d.Config.AuthRequired, Log: d.Log})
+	api := registryapi.New(reg, r.Tokens, registryapi.Options{AuthRequired: r.Config.AuthRequired, Log: e.Log})
 	return composite{train, score, mounted{api}}, nil
 }
 
@@ -71,13 +112,12 @@ func (m mounted) Close() error             { return nil }
 
 // withInfo mounts the info route beside a service's own routes.
 func withInfo(name, prefix string, f Factory) Factory {
-	return func(ctx context.Context, d Deps) (Service, error) {
-		svc, err := f(ctx, d)
+	return func(ctx context.Context, e Env) (Service, error) {
+		svc, err := f(ctx, e)
 		if err != nil {
 			return nil, err
 		}
-		inf, _ := infoService(name, prefix)(ctx, d)
-		return composite{inf, svc}, nil
+		return composite{&info{name: name, prefix: prefix, e: e}, svc}, nil
 	}
 }
 
@@ -118,29 +158,23 @@ type Info struct {
 	SecurityMode  string `json:"security_mode"`
 }
 
-// infoService answers GET {prefix}/info. The domain routes of each service
-// mount beside it as their packages land.
-func infoService(name, prefix string) Factory {
-	return func(ctx context.Context, d Deps) (Service, error) {
-		return &info{name: name, prefix: prefix, d: d}, nil
-	}
-}
-
+// info answers GET {prefix}/info.
 type info struct {
 	name, prefix string
-	d            Deps
+	e            Env
 }
 
 func (s *info) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+s.prefix+"/info", func(w http.ResponseWriter, r *http.Request) {
-		v, err := s.d.DB.Version(r.Context())
+		v, err := s.e.Res.DB.Version(r.Context())
 		if err != nil {
-			web.WriteError(w, r, s.d.Log, err)
+			web.WriteError(w, r, s.e.Log, err)
 			return
 		}
+		cfg := s.e.Res.Config
 		web.WriteJSON(w, http.StatusOK, Info{
-			Service: s.name, Party: s.d.Config.Party, Role: s.d.Config.Role, Build: s.d.Build,
-			Release: s.d.Config.Version, SchemaVersion: v, SecurityMode: s.d.Config.SecurityMode,
+			Service: s.name, Party: cfg.Party, Role: cfg.Role, Build: s.e.Build,
+			Release: cfg.Version, SchemaVersion: v, SecurityMode: cfg.SecurityMode,
 		})
 	})
 }

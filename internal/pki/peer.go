@@ -116,3 +116,18 @@ func (a *Allowlist) VerifyConnection(cs tls.ConnectionState) error {
 	_, err := a.Check(&cs)
 	return err
 }
+
+// Has reports whether party is on the allowlist (false on a nil list).
+func (a *Allowlist) Has(party string) bool { return a != nil && a.parties[party] }
+
+// Parties returns the listed parties.
+func (a *Allowlist) Parties() []string {
+	if a == nil {
+		return nil
+	}
+	out := make([]string, 0, len(a.parties))
+	for p := range a.parties {
+		out = append(out, p)
+	}
+	return out
+}

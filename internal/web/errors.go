@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -116,3 +117,33 @@ func (w *jsonErrorWriter) Write(b []byte) (int, error) {
 }
 
 func (w *jsonErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Clip shortens s to at most n bytes of valid UTF-8: for texts from
+// elsewhere (a peer's error message) that end up in answers and logs.
+func Clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// PeerErrorDetail reads the error answer of another fedrisk node (or a
+// proxy in front of it): the JSON error shape's code and message, clipped,
+// or "http_error" and the status when the body is something else.
+func PeerErrorDetail(status int, body []byte) ErrorDetail {
+	var e ErrorBody
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		return ErrorDetail{Code: "http_error", Message: fmt.Sprintf("HTTP %d", status)}
+	}
+	return ErrorDetail{Code: Clip(e.Error.Code, 64), Message: Clip(e.Error.Message, 500), RequestID: Clip(e.Error.RequestID, 64)}
+}
+
+// MaxErrorBody bounds what ReadPeerError reads of an error answer.
+const MaxErrorBody = 64 << 10
+
+// ReadPeerError reads (at most MaxErrorBody of) an error answer's body and
+// decodes it with PeerErrorDetail.
+func ReadPeerError(resp *http.Response) ErrorDetail {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+	return PeerErrorDetail(resp.StatusCode, b)
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/web"
@@ -77,7 +78,7 @@ func startWith(t testing.TB, db *sqldb.DB, dir string, authRequired bool, maxBod
 	}
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
-	svc, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: log})
+	svc, err := nodetest.Consent(t, cfg, nodetest.Options{DB: db, Cache: mem, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -37,7 +38,7 @@ func startGuest(tb testing.TB) *guest {
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	tb.Cleanup(func() { mem.Close() })
 	log := slog.New(slog.DiscardHandler)
-	svc, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: log})
+	svc, err := nodetest.Consent(tb, cfg, nodetest.Options{DB: db, Cache: mem, Log: log})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func (g *guest) grantAndToken(tb testing.TB, subject string) (consentID, token s
 
 func newVerifier(tb testing.TB, g *guest) (*consentapi.Verifier, context.CancelFunc) {
 	tb.Helper()
-	v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: g.url, Issuer: consentnode.Issuer("bank"), Audience: "partner"})
+	v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: g.url, Issuer: consent.Issuer("bank"), Audience: "partner"})
 	ctx, cancel := context.WithCancel(context.Background())
 	go v.Run(ctx)
 	tb.Cleanup(cancel)

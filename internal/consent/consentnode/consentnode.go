@@ -1,7 +1,9 @@
 // Package consentnode assembles the consent service of one node from the
-// node's database, cache and configuration: the key manager, the audit log,
-// the SQL store, the domain service, its HTTP API and its background jobs
-// (expiry sweep, signed audit checkpoints).
+// node's shared resources (internal/node builds them once per process): the
+// consent domain over its SQL store (Domain), its HTTP API and its
+// background jobs (expiry sweep, signed audit checkpoints). It also holds
+// the adapters from keys.Manager and the audit log to the consent domain's
+// interfaces.
 package consentnode
 
 import (
@@ -10,42 +12,88 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
-	"github.com/fedrisk/fedrisk/internal/auth"
-	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/cache"
-	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/keys"
-	"github.com/fedrisk/fedrisk/internal/keys/sqlkeys"
-	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
 
+// DomainDeps is what the consent domain is built from.
+type DomainDeps struct {
+	Party string
+	DB    *sqldb.DB
+	Keys  *keys.Manager
+	Audit *sqlaudit.Log
+	Cache cache.Cache
+	// SubjectRefKey is the federation's key of per-host subject references
+	// (nil: tokens carry none).
+	SubjectRefKey []byte
+	// Revoked is called after a withdrawal commits (it wakes the
+	// revocation streams; see Broadcast).
+	Revoked func()
+	Log     *slog.Logger
+}
+
+// Domain builds the consent domain on the node's database. A process
+// builds it once and hands it to every service that needs consent in
+// process (the consent API, PSI's consent filter, scoring's tokens).
+func Domain(d DomainDeps) *consent.Service {
+	alog := d.Audit
+	reader := func(ctx context.Context, subjectRef string) ([]audit.Entry, error) {
+		var all []audit.Entry
+		for after := int64(0); ; {
+			page, err := alog.List(ctx, sqlaudit.Filter{Subject: subjectRef, AfterSeq: after, Limit: sqlaudit.MaxLimit})
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, page...)
+			if len(page) < sqlaudit.MaxLimit {
+				return all, nil
+			}
+			after = page[len(page)-1].Seq
+		}
+	}
+	return consent.NewService(sqlconsent.New(d.DB, alog), Crypto{d.Keys}, KeySource{d.Keys}, alog, reader, d.Cache, consent.Config{
+		Issuer:        consent.Issuer(d.Party),
+		Controller:    consent.Controller{Name: d.Party},
+		Revoked:       d.Revoked,
+		SubjectRefKey: d.SubjectRefKey,
+	}, d.Log)
+}
+
 // Deps is what the consent service needs from its node.
 type Deps struct {
-	Config config.Config
-	DB     *sqldb.DB
-	Cache  cache.Cache
-	Log    *slog.Logger
+	Domain *consent.Service
+	Keys   *keys.Manager
+	Audit  *sqlaudit.Log
+	// Tokens authenticates bearer tokens; Peers identifies partner nodes
+	// by their client certificates (introspection, revocation stream).
+	Tokens       authhttp.Authenticator
+	Peers        authhttp.Peers
+	AuthRequired bool
+	// Revocations wakes the revocation streams (the Broadcast the domain's
+	// Revoked notifies).
+	Revocations *Broadcast
+	Log         *slog.Logger
 }
 
 // Service is a running consent service.
 type Service struct {
+	// Domain, Keys and Audit are the resources it runs on (for tests and
+	// admin tools).
 	Domain *consent.Service
 	Keys   *keys.Manager
 	Audit  *sqlaudit.Log
@@ -62,56 +110,24 @@ const (
 
 // New builds the consent service and starts its background jobs.
 func New(ctx context.Context, d Deps) (*Service, error) {
-	km, err := OpenKeys(ctx, d.Config, d.DB, d.Log)
-	if err != nil {
-		return nil, err
+	if d.Domain == nil || d.Keys == nil || d.Audit == nil || d.Revocations == nil {
+		return nil, errors.New("consent service: domain, keys, audit log and revocations are required")
 	}
-	alog := sqlaudit.New(d.DB)
-	store := sqlconsent.New(d.DB, alog)
-	reader := func(ctx context.Context, subjectRef string) ([]audit.Entry, error) {
-		var all []audit.Entry
-		for after := int64(0); ; {
-			page, err := alog.List(ctx, sqlaudit.Filter{Subject: subjectRef, AfterSeq: after, Limit: sqlaudit.MaxLimit})
-			if err != nil {
-				return nil, err
-			}
-			all = append(all, page...)
-			if len(page) < sqlaudit.MaxLimit {
-				return all, nil
-			}
-			after = page[len(page)-1].Seq
-		}
-	}
-	var refKey []byte
-	if d.Config.SubjectRefKey != "" {
-		if refKey, err = config.DecodeKey(d.Config.SubjectRefKey); err != nil {
-			return nil, fmt.Errorf("subject_ref_key: %w", err)
-		}
-	}
-	wake := &broadcast{ch: make(chan struct{})}
-	svc := consent.NewService(store, Crypto{km}, keySource{km}, alog, reader, d.Cache, consent.Config{
-		Issuer:        Issuer(d.Config.Party),
-		Controller:    consent.Controller{Name: d.Config.Party},
-		Revoked:       wake.notify,
-		SubjectRefKey: refKey,
-	}, d.Log)
-	api := consentapi.New(svc, jwksSource{km}, auth.NewTokens(sqlauth.New(d.DB)), revocations{alog}, consentapi.Options{
-		AuthRequired: d.Config.AuthRequired,
-		PeerParty:    peerParties(d.Config.Peers),
+	alog := d.Audit
+	api := consentapi.New(d.Domain, jwksSource{d.Keys}, d.Tokens, revocations{alog}, consentapi.Options{
+		AuthRequired: d.AuthRequired,
+		PeerParty:    d.Peers.CertParty,
 		Auditor:      consent.NewSampledAuditor(alog, 20),
-		Wake:         wake.wait,
+		Wake:         d.Revocations.Wait,
 		Log:          d.Log,
 	})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Service{Domain: svc, Keys: km, Audit: alog, api: api, cancel: cancel}
+	s := &Service{Domain: d.Domain, Keys: d.Keys, Audit: d.Audit, api: api, cancel: cancel}
 	s.wg.Add(2)
-	go func() { defer s.wg.Done(); svc.RunExpiry(bg, ExpiryEvery) }()
-	go func() { defer s.wg.Done(); alog.RunCheckpoints(bg, CheckpointKeys{km}, CheckpointEvery, d.Log) }()
+	go func() { defer s.wg.Done(); d.Domain.RunExpiry(bg, ExpiryEvery) }()
+	go func() { defer s.wg.Done(); alog.RunCheckpoints(bg, CheckpointKeys{d.Keys}, CheckpointEvery, d.Log) }()
 	return s, nil
 }
-
-// Issuer is the iss of a party's tokens and receipts.
-func Issuer(party string) string { return "fedrisk:" + party }
 
 // Mount adds the consent routes.
 func (s *Service) Mount(mux *http.ServeMux) { s.api.Mount(mux) }
@@ -128,85 +144,22 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// peerParties accepts as peers only the parties configured in peers: a
-// certificate from a trusted CA naming any other party is no peer.
-func peerParties(peers []config.Peer) func(cs *tls.ConnectionState) string {
-	names := make([]string, 0, len(peers))
-	for _, p := range peers {
-		names = append(names, p.Name)
-	}
-	allow, err := pki.NewAllowlist(names...)
-	return func(cs *tls.ConnectionState) string {
-		if err != nil || len(names) == 0 {
-			return ""
-		}
-		party, err := allow.Check(cs)
-		if err != nil {
-			return ""
-		}
-		return party
-	}
-}
-
-// keySource adapts keys.Manager to consent.KeySource, translating its
+// KeySource adapts keys.Manager to consent.KeySource, translating its
 // unknown-key error.
-type keySource struct{ m *keys.Manager }
+type KeySource struct{ M *keys.Manager }
 
-func (k keySource) Signer(ctx context.Context) (string, *rsa.PrivateKey, error) {
-	return k.m.Signer(ctx)
+// Signer implements consent.KeySource.
+func (k KeySource) Signer(ctx context.Context) (string, *rsa.PrivateKey, error) {
+	return k.M.Signer(ctx)
 }
 
-func (k keySource) PublicKey(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	pub, err := k.m.PublicKey(ctx, kid)
+// PublicKey implements consent.KeySource.
+func (k KeySource) PublicKey(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+	pub, err := k.M.PublicKey(ctx, kid)
 	if errors.Is(err, keys.ErrUnknownKey) {
 		return nil, fmt.Errorf("%w: %w", consent.ErrUnknownKey, err)
 	}
 	return pub, err
-}
-
-// OpenKeys opens the key manager with the root key from ENCRYPTION_KEY, or
-// — for a development node without one — from root.key in the data
-// directory, created on first use with a warning.
-func OpenKeys(ctx context.Context, cfg config.Config, db *sqldb.DB, log *slog.Logger) (*keys.Manager, error) {
-	root, err := RootKey(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	km, err := keys.New(ctx, sqlkeys.New(db), root, keys.Options{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("open keys: %w", err)
-	}
-	return km, nil
-}
-
-// RootKey returns the root key bytes.
-func RootKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
-	if cfg.EncryptionKey != "" {
-		return config.DecodeKey(cfg.EncryptionKey)
-	}
-	path := filepath.Join(cfg.DataDir, "root.key")
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, err
-		}
-		k, err := keys.GenerateRootKey()
-		if err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", path, err)
-		}
-		if _, err := f.WriteString(k + "\n"); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		log.Warn("ENCRYPTION_KEY is not set: generated a development root key; set ENCRYPTION_KEY (openssl rand -base64 32) in production", "file", path)
-	}
-	return keys.LoadRootKeyFile(path)
 }
 
 // Crypto adapts keys.Manager to consent.Crypto, translating its errors.
@@ -318,20 +271,26 @@ func (r revocations) Since(ctx context.Context, party string, after int64, limit
 	return out, upTo, nil
 }
 
-// broadcast wakes every waiter at once: wait returns a channel that notify
-// closes (and replaces).
-type broadcast struct {
+// Broadcast wakes every waiter at once: Wait returns a channel that Notify
+// closes (and replaces). The consent domain notifies it after a withdrawal;
+// the revocation streams wait on it.
+type Broadcast struct {
 	mu sync.Mutex
 	ch chan struct{}
 }
 
-func (b *broadcast) wait() <-chan struct{} {
+// NewBroadcast returns a Broadcast.
+func NewBroadcast() *Broadcast { return &Broadcast{ch: make(chan struct{})} }
+
+// Wait returns a channel closed at the next Notify.
+func (b *Broadcast) Wait() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.ch
 }
 
-func (b *broadcast) notify() {
+// Notify wakes every waiter.
+func (b *Broadcast) Notify() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	close(b.ch)

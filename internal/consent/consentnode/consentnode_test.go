@@ -15,6 +15,8 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/node"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 )
@@ -25,7 +27,7 @@ func newService(tb testing.TB, db *sqldb.DB) *consentnode.Service {
 	cfg.DataDir = tb.TempDir()
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	tb.Cleanup(func() { mem.Close() })
-	svc, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: slog.New(slog.DiscardHandler)})
+	svc, err := nodetest.Consent(tb, cfg, nodetest.Options{DB: db, Cache: mem, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -44,7 +46,7 @@ func grantReq(subject string) consent.GrantRequest {
 func TestDevRootKeyFile(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	k1, err := consentnode.RootKey(cfg, slog.New(slog.DiscardHandler))
+	k1, err := node.RootKey(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +54,12 @@ func TestDevRootKeyFile(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("root.key: %v %v", st, err)
 	}
-	k2, err := consentnode.RootKey(cfg, slog.New(slog.DiscardHandler))
+	k2, err := node.RootKey(cfg, slog.New(slog.DiscardHandler))
 	if err != nil || string(k1) != string(k2) || len(k1) < 32 {
 		t.Errorf("root key not stable across starts")
 	}
 	cfg.EncryptionKey = "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
-	if k3, err := consentnode.RootKey(cfg, slog.New(slog.DiscardHandler)); err != nil || string(k3) == string(k1) {
+	if k3, err := node.RootKey(cfg, slog.New(slog.DiscardHandler)); err != nil || string(k3) == string(k1) {
 		t.Errorf("ENCRYPTION_KEY must win over the file: %v", err)
 	}
 }
@@ -71,7 +73,7 @@ func TestWrongRootKeyRefused(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.EncryptionKey = "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
-	_, err := consentnode.New(context.Background(), consentnode.Deps{Config: cfg, DB: db, Cache: cache.NewMemory(cache.MemoryOptions{}), Log: slog.New(slog.DiscardHandler)})
+	_, err := nodetest.Consent(t, cfg, nodetest.Options{DB: db, Cache: cache.NewMemory(cache.MemoryOptions{}), Log: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		t.Fatal("a wrong root key was accepted")
 	}
@@ -166,7 +168,7 @@ func TestReplicasShareDenylistOnRedis(t *testing.T) {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
 		cfg.EncryptionKey = "q0N0Vb4bV7n2Rr0i1mGQ4s8d2yQF3x1Qy6pXz9wHk2c="
-		svc, err := consentnode.New(ctx, consentnode.Deps{Config: cfg, DB: db, Cache: rc, Log: slog.New(slog.DiscardHandler)})
+		svc, err := nodetest.Consent(t, cfg, nodetest.Options{DB: db, Cache: rc, Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

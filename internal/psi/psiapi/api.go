@@ -22,7 +22,6 @@ package psiapi
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -31,14 +30,10 @@ import (
 	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/auth"
 	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
-	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/psi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
-
-// PartyHeader names the calling party on plain-HTTP loopback peer calls.
-const PartyHeader = "X-Fedrisk-Party"
 
 // Jobs is the job domain as the client API uses it.
 type Jobs interface {
@@ -72,13 +67,10 @@ type Auditor interface {
 // Options configure the API.
 type Options struct {
 	AuthRequired bool
-	// Allowed reports whether a party is a registered peer.
-	Allowed func(party string) bool
-	// PlainPeers admits peers over plain HTTP from loopback (a node without
-	// TLS); never set it on a node that serves TLS.
-	PlainPeers bool
-	Auditor    Auditor
-	Log        *slog.Logger
+	// Peers identifies the calling party on the peer API.
+	Peers   authhttp.Peers
+	Auditor Auditor
+	Log     *slog.Logger
 }
 
 // API serves the PSI endpoints.
@@ -98,6 +90,7 @@ func New(jobs Jobs, sessions Sessions, authn Authenticator, opts Options) *API {
 	if opts.Auditor != nil {
 		guard.Auditor = opts.Auditor
 	}
+	opts.Peers.API, opts.Peers.Code = "the PSI peer API", psijob.CodeForbidden
 	return &API{jobs: jobs, sessions: sessions, guard: guard, opts: opts}
 }
 
@@ -134,17 +127,10 @@ func (a *API) audit(ctx context.Context, ev audit.Event) {
 	}
 }
 
-type partyKey struct{}
-
-func peerOf(ctx context.Context) string {
-	p, _ := ctx.Value(partyKey{}).(string)
-	return p
-}
-
 // peer admits registered peers only.
 func (a *API) peer(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		party, err := a.peerParty(r)
+		party, err := a.opts.Peers.Party(r)
 		if err != nil {
 			a.audit(r.Context(), audit.Event{Actor: "anonymous", Action: "psi.peer.refused", Details: map[string]string{"reason": err.Error(), "route": r.Pattern}})
 			web.WriteError(w, r, a.opts.Log, err)
@@ -154,37 +140,11 @@ func (a *API) peer(h func(http.ResponseWriter, *http.Request) error) http.Handle
 			web.WriteError(w, r, a.opts.Log, web.Errorf(http.StatusNotFound, "not_found", "this node does not host PSI sessions"))
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), partyKey{}, party))
+		r = r.WithContext(authhttp.WithParty(r.Context(), party))
 		if err := h(w, r); err != nil {
 			web.WriteError(w, r, a.opts.Log, mapError(err))
 		}
 	}
-}
-
-func (a *API) peerParty(r *http.Request) (string, error) {
-	allowed := func(p string) bool { return a.opts.Allowed != nil && a.opts.Allowed(p) }
-	if r.TLS != nil {
-		return a.tlsParty(r.TLS, allowed)
-	}
-	if !a.opts.PlainPeers || !authhttp.IsLoopback(r.RemoteAddr) {
-		return "", web.Errorf(http.StatusForbidden, psijob.CodeForbidden, "the PSI peer API needs a registered peer's mutual-TLS client certificate")
-	}
-	party := r.Header.Get(PartyHeader)
-	if pki.CheckPartyName(party) != nil || !allowed(party) {
-		return "", web.Errorf(http.StatusForbidden, psijob.CodeForbidden, "party %.70q is not a registered peer", party)
-	}
-	return party, nil
-}
-
-func (a *API) tlsParty(cs *tls.ConnectionState, allowed func(string) bool) (string, error) {
-	party, err := pki.PeerParty(cs)
-	if err != nil {
-		return "", web.Errorf(http.StatusForbidden, psijob.CodeForbidden, "the PSI peer API needs a registered peer's mutual-TLS client certificate")
-	}
-	if !allowed(party) {
-		return "", web.Errorf(http.StatusForbidden, psijob.CodeForbidden, "party %q is not a registered peer", party)
-	}
-	return party, nil
 }
 
 // mapError turns domain errors into HTTP errors with client-safe messages.

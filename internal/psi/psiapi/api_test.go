@@ -13,9 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedrisk/fedrisk/internal/auth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
 	"github.com/fedrisk/fedrisk/internal/keys"
 	"github.com/fedrisk/fedrisk/internal/keys/sqlkeys"
+	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
@@ -40,7 +42,11 @@ func newAPI(t *testing.T, authRequired, plainPeers bool) (http.Handler, *auth.To
 	sessions := psijob.NewSessions(psijob.SessionsDeps{Store: store, Inputs: inputs, Sealer: km, Allowed: allowed}, psijob.Options{})
 	jobs := psijob.NewService(psijob.ServiceDeps{Store: store, Inputs: inputs, Sessions: sessions, Sealer: km, Peers: map[string]string{"partner": "https://partner.example"}}, psijob.Options{})
 	tokens := auth.NewTokens(sqlauth.New(db))
-	api := psiapi.New(jobs, sessions, tokens, psiapi.Options{AuthRequired: authRequired, Allowed: allowed, PlainPeers: plainPeers})
+	allow, err := pki.NewAllowlist("partner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := psiapi.New(jobs, sessions, tokens, psiapi.Options{AuthRequired: authRequired, Peers: authhttp.Peers{Allowlist: allow, PlainLoopback: plainPeers}})
 	mux := http.NewServeMux()
 	api.Mount(mux)
 	log := slog.New(slog.DiscardHandler)
@@ -120,25 +126,25 @@ func TestPeerAPIWithoutTLS(t *testing.T) {
 		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open); st != 403 || code != "peer_not_allowed" {
 			t.Errorf("no party header: %d %s", st, code)
 		}
-		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open, psiapi.PartyHeader, "mallory"); st != 403 || code != "peer_not_allowed" {
+		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open, authhttp.PartyHeader, "mallory"); st != 403 || code != "peer_not_allowed" {
 			t.Errorf("unregistered party: %d %s", st, code)
 		}
-		if st, code := call(h, "POST", "/psi/v1/peer/sessions", remote, open, psiapi.PartyHeader, "partner"); st != 403 || code != "peer_not_allowed" {
+		if st, code := call(h, "POST", "/psi/v1/peer/sessions", remote, open, authhttp.PartyHeader, "partner"); st != 403 || code != "peer_not_allowed" {
 			t.Errorf("not loopback: %d %s", st, code)
 		}
-		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open, psiapi.PartyHeader, "partner"); st != 409 || code != "no_host_job" {
+		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open, authhttp.PartyHeader, "partner"); st != 409 || code != "no_host_job" {
 			t.Errorf("registered party without a host job: %d %s", st, code)
 		}
-		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, `{"version":1}`, psiapi.PartyHeader, "partner"); st != 400 || code != "protocol_error" {
+		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, `{"version":1}`, authhttp.PartyHeader, "partner"); st != 400 || code != "protocol_error" {
 			t.Errorf("bad handshake: %d %s", st, code)
 		}
-		if st, code := call(h, "GET", "/psi/v1/peer/sessions/xyz/host/0", loop, "", psiapi.PartyHeader, "partner"); st != 404 || code != "session_not_found" {
+		if st, code := call(h, "GET", "/psi/v1/peer/sessions/xyz/host/0", loop, "", authhttp.PartyHeader, "partner"); st != 404 || code != "session_not_found" {
 			t.Errorf("malformed session: %d %s", st, code)
 		}
 	})
 	t.Run("AUTH_REQUIRED without TLS refuses peers", func(t *testing.T) {
 		h, _ := newAPI(t, true, false)
-		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open, psiapi.PartyHeader, "partner"); st != 403 || code != "peer_not_allowed" {
+		if st, code := call(h, "POST", "/psi/v1/peer/sessions", loop, open, authhttp.PartyHeader, "partner"); st != 403 || code != "peer_not_allowed" {
 			t.Errorf("%d %s", st, code)
 		}
 	})

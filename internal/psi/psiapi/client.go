@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -45,7 +46,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	req.Header.Set(PartyHeader, c.party)
+	req.Header.Set(authhttp.PartyHeader, c.party)
 	if id := web.RequestID(ctx); id != "" {
 		req.Header.Set(web.RequestIDHeader, id)
 	}
@@ -71,11 +72,8 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 // runner acts on: ClosedError for a closed session, a PeerError otherwise
 // (Temporary for 5xx, 429 and not_ready).
 func DecodeError(status int, body []byte) error {
-	var e web.ErrorBody
-	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
-		e.Error.Code, e.Error.Message = "http_error", fmt.Sprintf("HTTP %d", status)
-	}
-	code, msg := clip(e.Error.Code, 64), clip(e.Error.Message, 1000)
+	e := web.PeerErrorDetail(status, body)
+	code, msg := e.Code, e.Message
 	if status == http.StatusGone && strings.HasPrefix(code, "session_") {
 		return &psijob.ClosedError{Code: strings.TrimPrefix(code, "session_"), Reason: msg}
 	}
@@ -87,13 +85,6 @@ func DecodeError(status int, body []byte) error {
 		pe.Message = "the peer's URL does not serve the PSI peer API (peers[].url must reach the peer's psi service or ingress)"
 	}
 	return pe
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // Open implements psijob.Peer.
@@ -201,7 +192,7 @@ func (c *Client) Cancel(ctx context.Context, session, code, reason string) error
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(CancelBody{Code: code, Reason: clip(reason, 1000)})
+	body, err := json.Marshal(CancelBody{Code: code, Reason: web.Clip(reason, 1000)})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -79,7 +80,7 @@ func (a *API) open(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp, err := a.sessions.Open(r.Context(), peerOf(r.Context()), req)
+	resp, err := a.sessions.Open(r.Context(), authhttp.PartyOf(r.Context()), req)
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func (a *API) guestBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	party := peerOf(r.Context())
+	party := authhttp.PartyOf(r.Context())
 	points, err := ReadBatchBody(r.Header.Get("Content-Type"), r.Body, MaxBatchBody)
 	if err != nil {
 		if errors.Is(err, psijob.ErrBatchTooLarge) || errors.Is(err, psijob.ErrProtocol) {
@@ -202,7 +203,7 @@ func (a *API) reveal(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	party := peerOf(r.Context())
+	party := authhttp.PartyOf(r.Context())
 	positions, err := ReadRevealBody(r.Header.Get("Content-Type"), r.Body, MaxRevealBody)
 	if err != nil {
 		if errors.Is(err, psijob.ErrBatchTooLarge) || errors.Is(err, psijob.ErrProtocol) {
@@ -229,7 +230,7 @@ func (a *API) shuffled(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tags, err := a.sessions.ShuffledTags(r.Context(), peerOf(r.Context()), session, batch)
+	tags, err := a.sessions.ShuffledTags(r.Context(), authhttp.PartyOf(r.Context()), session, batch)
 	if err != nil {
 		return err
 	}
@@ -242,7 +243,7 @@ func (a *API) hostBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	points, err := a.sessions.HostBatch(r.Context(), peerOf(r.Context()), session, batch)
+	points, err := a.sessions.HostBatch(r.Context(), authhttp.PartyOf(r.Context()), session, batch)
 	if err != nil {
 		return err
 	}
@@ -265,7 +266,7 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	f := psijob.FinishRequest{RevealBatches: b.RevealBatches, Revealed: b.Revealed}
-	if err := a.sessions.Finish(r.Context(), peerOf(r.Context()), session, f); err != nil {
+	if err := a.sessions.Finish(r.Context(), authhttp.PartyOf(r.Context()), session, f); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -287,7 +288,7 @@ func (a *API) cancelSession(w http.ResponseWriter, r *http.Request) error {
 	if len(b.Reason) > 1000 {
 		b.Reason = b.Reason[:1000]
 	}
-	if err := a.sessions.Cancel(r.Context(), peerOf(r.Context()), session, b.Code, b.Reason); err != nil {
+	if err := a.sessions.Cancel(r.Context(), authhttp.PartyOf(r.Context()), session, b.Code, b.Reason); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

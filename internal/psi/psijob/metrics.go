@@ -1,10 +1,11 @@
 package psijob
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedrisk/fedrisk/internal/metrics"
 )
 
 // DurationBuckets of psi_intersection_duration_seconds: 100 ms to an hour,
@@ -40,14 +41,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"role", "direction"}),
 	}
 	var err error
-	m.duration, err = register(reg, m.duration)
+	m.duration, err = metrics.Register(reg, m.duration)
 	if err != nil {
 		return nil, err
 	}
-	if m.items, err = register(reg, m.items); err != nil {
+	if m.items, err = metrics.Register(reg, m.items); err != nil {
 		return nil, err
 	}
-	if m.bytes, err = register(reg, m.bytes); err != nil {
+	if m.bytes, err = metrics.Register(reg, m.bytes); err != nil {
 		return nil, err
 	}
 	for _, r := range []Role{RoleGuest, RoleHost} {
@@ -58,19 +59,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *Metrics) traffic(role Role, direction string, items, bytes int) {

@@ -148,19 +148,11 @@ func DecodeFilterAnswer(data []byte, n int) ([]bool, error) {
 
 // describeError turns an error answer into a bounded, printable reason.
 func describeError(status int, data []byte) string {
-	var e web.ErrorBody
-	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-		return fmt.Sprintf("HTTP %d", status)
+	e := web.PeerErrorDetail(status, data)
+	if e.Code == "http_error" {
+		return e.Message
 	}
-	msg := e.Error.Message
-	if len(msg) > 300 {
-		msg = msg[:300]
-	}
-	code := e.Error.Code
-	if len(code) > 64 {
-		code = code[:64]
-	}
-	return fmt.Sprintf("HTTP %d %s: %s", status, code, msg)
+	return fmt.Sprintf("HTTP %d %s: %s", status, e.Code, e.Message)
 }
 
 // plainRemote reports whether u is a plain-HTTP URL to another machine:

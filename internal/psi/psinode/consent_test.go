@@ -24,6 +24,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
@@ -62,7 +63,7 @@ func startConsent(t *testing.T, authRequired bool) *consentServer {
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	log := slog.New(slog.DiscardHandler)
-	svc, err := consentnode.New(ctx, consentnode.Deps{Config: cfg, DB: db, Cache: mem, Log: log})
+	svc, err := nodetest.Consent(t, cfg, nodetest.Options{DB: db, Cache: mem, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

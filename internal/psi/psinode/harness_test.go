@@ -108,12 +108,13 @@ func (f *federation) start(t *testing.T, name string, o nodeOptions) *testNode {
 	if opts.PollEvery == 0 {
 		opts.PollEvery = 50 * time.Millisecond
 	}
-	factory := func(ctx context.Context, d node.Deps) (node.Service, error) {
+	factory := func(ctx context.Context, e node.Env) (node.Service, error) {
+		d := node.PSIDeps(e)
 		tn.trace = &traceTransport{base: d.PeerClient.Transport, delay: o.delay}
 		pc := *d.PeerClient
 		pc.Transport = tn.trace
-		svc, err := psinode.New(ctx, psinode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer, PeerClient: &pc, Options: opts,
-			ConsentToken: o.consentToken})
+		d.PeerClient, d.Options, d.ConsentToken = &pc, opts, o.consentToken
+		svc, err := psinode.New(ctx, d)
 		tn.svc = svc
 		return svc, err
 	}

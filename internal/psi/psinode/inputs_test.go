@@ -3,7 +3,6 @@ package psinode_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/node"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
@@ -27,7 +28,7 @@ func TestConsentFilteredInput(t *testing.T) {
 	ctx := context.Background()
 	mem := cache.NewMemory(cache.MemoryOptions{})
 	defer mem.Close()
-	cs, err := consentnode.New(ctx, consentnode.Deps{Config: g.cfg, DB: g.node.DB(), Cache: mem, Log: slog.New(slog.DiscardHandler)})
+	cs, err := consentnode.New(ctx, node.ConsentDeps(nodetest.Env(g.node.Resources(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,15 @@
 // Package psinode assembles the PSI service of one node from the node's
-// database, cache, registry, peer client and configuration: the key
-// manager (envelope encryption of results and session state), the SQL
-// store, the guest runner and its scheduler (which resumes unfinished
-// guest jobs at start), the host's session manager with its idle-session
-// expiry, the consent filter (the consent service's tables in this
-// database, or the consent service at consent_service_url over HTTP(S):
-// RemoteConsent) and the HTTP API.
+// shared resources: the SQL store, the guest runner and its scheduler
+// (which resumes unfinished guest jobs at start), the host's session
+// manager with its idle-session expiry, the consent filter (the node's
+// consent domain, or the consent service at consent_service_url over
+// HTTP(S): RemoteConsent) and the HTTP API. Results and session state are
+// sealed with the node's key manager.
 package psinode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,14 +18,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
-	"github.com/fedrisk/fedrisk/internal/auth"
-	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
-	"github.com/fedrisk/fedrisk/internal/consent"
-	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
-	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/psi/psiapi"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
@@ -45,13 +40,20 @@ type Deps struct {
 	Cache      cache.Cache
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
+	// Keys seals results and session state (the node's key manager).
+	Keys psijob.Sealer
+	// Audit records refused peers; Tokens authenticates bearer tokens;
+	// Peers identifies the other parties on the peer API.
+	Audit  psiapi.Auditor
+	Tokens authhttp.Authenticator
+	Peers  authhttp.Peers
 	// PeerClient calls the other parties' psi services (mutual TLS when
 	// configured).
 	PeerClient *http.Client
-	// Consent filters inputs by consent. Nil: when CONSENT_SERVICE_URL is
-	// set, the filter asks that consent service (RemoteConsent, through
-	// PeerClient); otherwise the consent service keeps its data in this
-	// node's database and the filter reads it there.
+	// Consent filters inputs by consent: the node's consent domain. Nil:
+	// when CONSENT_SERVICE_URL is set, the filter asks that consent service
+	// (RemoteConsent, through PeerClient); otherwise jobs with a purpose
+	// are refused.
 	Consent ConsentDomain
 	// ConsentToken is the bearer token (role analyst) sent to the consent
 	// service at CONSENT_SERVICE_URL; empty: none (it then answers the
@@ -84,10 +86,10 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if d.PeerClient == nil {
 		d.PeerClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	km, err := consentnode.OpenKeys(ctx, d.Config, d.DB, d.Log)
-	if err != nil {
-		return nil, err
+	if d.Keys == nil {
+		return nil, errors.New("psi service: no key manager")
 	}
+	km := d.Keys
 	metrics, err := psijob.NewMetrics(d.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("psi metrics: %w", err)
@@ -104,8 +106,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	for _, p := range d.Config.Peers {
 		peers[p.Name] = p.URLFor(config.ServicePSI)
 	}
-	allowed := func(party string) bool { _, ok := peers[party]; return ok }
-	alog := sqlaudit.New(d.DB)
+	allowed := d.Peers.Allowed
 
 	var filter psijob.ConsentFilter
 	switch {
@@ -120,13 +121,6 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		if plainRemote(d.Config.ConsentServiceURL) {
 			d.Log.Warn("consent_service_url is plain HTTP to another host: the identifiers of PSI jobs with a purpose travel unencrypted", "url", d.Config.ConsentServiceURL)
 		}
-	default:
-		// The consent service's tables are in this database: read them
-		// through its domain (FilterUsable needs only the store and the
-		// blind-index key).
-		dom := consent.NewService(sqlconsent.New(d.DB, alog), consentnode.Crypto{M: km}, km, alog, nil, d.Cache,
-			consent.Config{Issuer: consentnode.Issuer(d.Config.Party), Controller: consent.Controller{Name: d.Config.Party}}, d.Log)
-		filter = consentFilter{dom}
 	}
 	party := d.Config.Party
 	dial := func(j psijob.Job) (psijob.Peer, error) {
@@ -149,11 +143,10 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	}
 	jobs := psijob.NewService(psijob.ServiceDeps{Store: store, Inputs: inputs, Runner: runner, Sessions: sessions, Sealer: km,
 		Cache: rc, Peers: peers, Role: role, Consent: filter != nil}, opts)
-	api := psiapi.New(jobs, sessions, auth.NewTokens(sqlauth.New(d.DB)), psiapi.Options{
+	api := psiapi.New(jobs, sessions, d.Tokens, psiapi.Options{
 		AuthRequired: d.Config.AuthRequired,
-		Allowed:      allowed,
-		PlainPeers:   !d.Config.TLS.Enabled() && !d.Config.AuthRequired,
-		Auditor:      alog,
+		Peers:        d.Peers,
+		Auditor:      d.Audit,
 		Log:          d.Log,
 	})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

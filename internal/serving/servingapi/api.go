@@ -19,7 +19,6 @@ package servingapi
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"math"
@@ -29,14 +28,10 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/auth"
 	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
-	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/privacy"
 	"github.com/fedrisk/fedrisk/internal/serving"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
-
-// PartyHeader names the calling party on plain-HTTP loopback peer calls.
-const PartyHeader = "X-Fedrisk-Party"
 
 // Guest is the guest's scoring (*serving.Guest).
 type Guest interface {
@@ -63,11 +58,8 @@ type Options struct {
 	Tokens  authhttp.Authenticator
 	// AuthRequired is AUTH_REQUIRED.
 	AuthRequired bool
-	// Allowed reports whether a party is a registered peer.
-	Allowed func(party string) bool
-	// PlainPeers admits peers over plain HTTP from loopback (a node
-	// without TLS and without AUTH_REQUIRED); never set it on a TLS node.
-	PlainPeers bool
+	// Peers identifies the calling party on the peer routes.
+	Peers authhttp.Peers
 	// Purpose is the default purpose of peer requests that name none.
 	Purpose string
 	// Changed, if set, is called after a budget policy changed.
@@ -89,6 +81,7 @@ func New(o Options) *API {
 	if o.Purpose == "" {
 		o.Purpose = serving.DefaultPurpose
 	}
+	o.Peers.API = "the scoring peer API"
 	return &API{o: o, guard: authhttp.Guard{Tokens: o.Tokens, AuthRequired: o.AuthRequired, Log: o.Log, MapError: mapError}}
 }
 
@@ -212,7 +205,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) error {
 // peer admits registered peers only.
 func (a *API) peer(h func(http.ResponseWriter, *http.Request, string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		party, err := a.peerParty(r)
+		party, err := a.o.Peers.Party(r)
 		if err == nil {
 			err = h(w, r, party)
 		}
@@ -220,32 +213,6 @@ func (a *API) peer(h func(http.ResponseWriter, *http.Request, string) error) htt
 			web.WriteError(w, r, a.o.Log, mapError(err))
 		}
 	}
-}
-
-func (a *API) peerParty(r *http.Request) (string, error) {
-	allowed := func(p string) bool { return a.o.Allowed != nil && a.o.Allowed(p) }
-	if r.TLS != nil {
-		return tlsParty(r.TLS, allowed)
-	}
-	if !a.o.PlainPeers || !authhttp.IsLoopback(r.RemoteAddr) {
-		return "", web.Errorf(http.StatusForbidden, "forbidden", "the scoring peer API needs a registered peer's mutual-TLS client certificate")
-	}
-	party := r.Header.Get(PartyHeader)
-	if pki.CheckPartyName(party) != nil || !allowed(party) {
-		return "", web.Errorf(http.StatusForbidden, "forbidden", "party %.70q is not a registered peer", party)
-	}
-	return party, nil
-}
-
-func tlsParty(cs *tls.ConnectionState, allowed func(string) bool) (string, error) {
-	party, err := pki.PeerParty(cs)
-	if err != nil {
-		return "", web.Errorf(http.StatusForbidden, "forbidden", "the scoring peer API needs a registered peer's mutual-TLS client certificate")
-	}
-	if !allowed(party) {
-		return "", web.Errorf(http.StatusForbidden, "forbidden", "party %q is not a registered peer", party)
-	}
-	return party, nil
 }
 
 // DecodePartial reads and checks a POST /score/v1/partial body.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/serving"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
@@ -95,7 +96,7 @@ func (c *Client) single(ctx context.Context, base string, b serving.PartialBatch
 func resultAnswer(r PartialResult) serving.PartialAnswer {
 	switch {
 	case r.Error != nil:
-		return serving.PartialAnswer{Failure: &serving.HostFailure{Code: knownCode(r.Error.Code), Message: clip(r.Error.Message)}, Refused: r.Refused}
+		return serving.PartialAnswer{Failure: &serving.HostFailure{Code: knownCode(r.Error.Code), Message: web.Clip(r.Error.Message, 200)}, Refused: r.Refused}
 	case r.Value == nil:
 		return serving.PartialAnswer{Failure: &serving.HostFailure{Code: serving.CodeProtocol, Message: "the host's answer has no value"}}
 	}
@@ -104,9 +105,8 @@ func resultAnswer(r PartialResult) serving.PartialAnswer {
 
 // statusFailure reads a host's error answer.
 func statusFailure(status int, data []byte) serving.PartialAnswer {
-	var eb web.ErrorBody
-	_ = json.Unmarshal(data, &eb)
-	code := knownCode(eb.Error.Code)
+	e := web.PeerErrorDetail(status, data)
+	code := knownCode(e.Code)
 	refused := false
 	switch {
 	case status == http.StatusTooManyRequests && code == serving.CodeBudgetExhausted:
@@ -118,8 +118,8 @@ func statusFailure(status int, data []byte) serving.PartialAnswer {
 	case status >= 500:
 		code = serving.CodeUnavailable
 	}
-	msg := clip(eb.Error.Message)
-	if msg == "" {
+	msg := web.Clip(e.Message, 200)
+	if msg == "" || e.Code == "http_error" {
 		msg = fmt.Sprintf("the host answered %d", status)
 	}
 	return serving.PartialAnswer{Failure: &serving.HostFailure{Code: code, Message: msg}, Refused: refused}
@@ -138,13 +138,6 @@ func knownCode(code string) string {
 	return serving.CodeRefused
 }
 
-func clip(s string) string {
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return strings.ToValidUTF8(s, "?")
-}
-
 func (c *Client) post(ctx context.Context, url string, body any) (int, []byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -156,7 +149,7 @@ func (c *Client) post(ctx context.Context, url string, body any) (int, []byte, e
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.Party != "" {
-		req.Header.Set(PartyHeader, c.Party)
+		req.Header.Set(authhttp.PartyHeader, c.Party)
 	}
 	if id := web.RequestID(ctx); id != "" {
 		req.Header.Set(web.RequestIDHeader, id)

@@ -112,7 +112,6 @@ type party struct {
 	reg        *prometheus.Registry
 	url        string // serving
 	consentURL string // guest only
-	consent    *consentnode.Service
 	svc        *servingnode.Service
 	client     *http.Client
 	stop       func() error
@@ -171,18 +170,11 @@ func (f *federation) start(t testing.TB, name, role string, peers []config.Peer,
 	}
 	p := &party{name: name, reg: prometheus.NewRegistry(), client: f.tlsClient(t, name)}
 	factories := map[string]node.Factory{
-		config.ServiceConsent: func(ctx context.Context, d node.Deps) (node.Service, error) {
-			s, err := consentnode.New(ctx, consentnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log})
-			p.consent = s
-			return s, err
+		config.ServiceConsent: func(ctx context.Context, e node.Env) (node.Service, error) {
+			return consentnode.New(ctx, node.ConsentDeps(e))
 		},
-		config.ServiceServing: func(ctx context.Context, d node.Deps) (node.Service, error) {
-			deps := servingnode.Deps{Config: d.Config, DB: d.DB, Cache: d.Cache, Log: d.Log, Registerer: d.Registerer,
-				PeerClient: d.PeerClient, Build: "test", Models: models}
-			if p.consent != nil {
-				deps.Consent = p.consent.Domain
-			}
-			s, err := servingnode.New(ctx, deps)
+		config.ServiceServing: func(ctx context.Context, e node.Env) (node.Service, error) {
+			s, err := servingnode.New(ctx, node.ScoringDeps(e, models))
 			p.svc = s
 			return s, err
 		},
@@ -231,7 +223,7 @@ func (f *federation) pair(t testing.TB, guest, host options) (g, h *party) {
 	h = f.start(t, "partner", "host", []config.Peer{{Name: "bank", URL: g.url,
 		ServiceURLs: map[string]string{config.ServiceConsent: g.consentURL}}}, host)
 	f.loadFeatures(t, g, h)
-	if _, err := g.consent.Domain.CreatePurpose(context.Background(), consent.PurposeRequest{ID: purpose,
+	if _, err := g.node.Resources().Consent.CreatePurpose(context.Background(), consent.PurposeRequest{ID: purpose,
 		Description: "credit risk", PolicyText: "We assess credit risk with partner data.", Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +284,7 @@ func (f *federation) loadFeatures(t testing.TB, g, h *party) {
 // grant records a consent of subject for the host and returns it.
 func (g *party) grant(t testing.TB, subject string) consent.Consent {
 	t.Helper()
-	c, _, err := g.consent.Domain.Grant(context.Background(), consent.GrantRequest{Subject: subject, Purpose: purpose, Party: "partner",
+	c, _, err := g.node.Resources().Consent.Grant(context.Background(), consent.GrantRequest{Subject: subject, Purpose: purpose, Party: "partner",
 		Categories: []string{"credit.repayment_history"}, PolicyVersion: 1, Evidence: consent.Evidence{Channel: "web", CollectedAt: time.Now().Add(-time.Minute), Collector: "test"}, Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +294,7 @@ func (g *party) grant(t testing.TB, subject string) consent.Consent {
 
 func (g *party) token(t testing.TB, consentID string) string {
 	t.Helper()
-	tok, err := g.consent.Domain.IssueToken(context.Background(), consentID, "test")
+	tok, err := g.node.Resources().Consent.IssueToken(context.Background(), consentID, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,8 @@
 // cache, with its Feast-shaped API under /score/features), and by role
 //
 //   - on a guest, serving.Guest: consent tokens verified (and issued from
-//     consent ids) by the consent service's domain in this process (or the
-//     consent service at consent_service_url), partial scores asked of the
+//     consent ids) by the node's consent domain (or the consent service at
+//     consent_service_url), partial scores asked of the
 //     model's hosts through the node's peer client (servingapi.Client);
 //   - on a host, serving.Host: tokens verified per guest peer by a
 //     consentapi.Verifier following that guest's revocation stream,
@@ -19,7 +19,6 @@ package servingnode
 import (
 	"bytes"
 	"context"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,19 +34,14 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
-	"github.com/fedrisk/fedrisk/internal/auth"
-	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/cache"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent"
 	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
-	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
-	"github.com/fedrisk/fedrisk/internal/consent/sqlconsent"
 	"github.com/fedrisk/fedrisk/internal/features"
 	"github.com/fedrisk/fedrisk/internal/features/featuresapi"
 	"github.com/fedrisk/fedrisk/internal/features/sqlfeatures"
-	"github.com/fedrisk/fedrisk/internal/keys"
 	"github.com/fedrisk/fedrisk/internal/privacy"
 	"github.com/fedrisk/fedrisk/internal/privacy/sqlprivacy"
 	"github.com/fedrisk/fedrisk/internal/serving"
@@ -81,9 +75,14 @@ type Deps struct {
 	Build      string
 	// Models gives the model halves (the registry, through an adapter).
 	Models serving.Models
-	// Consent is the guest's consent service in this process. Nil: the
-	// consent service at consent_service_url when set, otherwise one built
-	// on this node's database (the consent service's tables).
+	// Tokens authenticates bearer tokens; Peers identifies the other
+	// parties on the peer routes.
+	Tokens authhttp.Authenticator
+	Peers  authhttp.Peers
+	// SubjectRefKey is the federation's key of per-host subject references.
+	SubjectRefKey []byte
+	// Consent is the guest's consent domain in this process (the node's).
+	// Nil: the consent service at consent_service_url.
 	Consent ConsentDomain
 	// ConsentToken is the bearer token (role operator) sent to the consent
 	// service at consent_service_url to issue tokens from consent ids.
@@ -140,12 +139,7 @@ func New(ctx context.Context, d Deps) (_ *Service, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("scoring: metrics: %w", err)
 	}
-	var refKey []byte
-	if cfg.SubjectRefKey != "" {
-		if refKey, err = config.DecodeKey(cfg.SubjectRefKey); err != nil {
-			return nil, fmt.Errorf("scoring: subject_ref_key: %w", err)
-		}
-	}
+	refKey := d.SubjectRefKey
 	peers := map[string]config.Peer{}
 	for _, p := range cfg.Peers {
 		peers[p.Name] = p
@@ -157,14 +151,8 @@ func New(ctx context.Context, d Deps) (_ *Service, err error) {
 			s.Close()
 		}
 	}()
-	var tokens *auth.Tokens
-	if d.DB != nil {
-		tokens = auth.NewTokens(sqlauth.New(d.DB))
-	}
 	opts := servingapi.Options{
-		Tokens: tokens, AuthRequired: cfg.AuthRequired, Purpose: sc.Purpose, Log: d.Log,
-		Allowed:    func(p string) bool { _, ok := peers[p]; return ok },
-		PlainPeers: !cfg.TLS.Enabled() && !cfg.AuthRequired,
+		Tokens: d.Tokens, AuthRequired: cfg.AuthRequired, Purpose: sc.Purpose, Log: d.Log, Peers: d.Peers,
 	}
 	scale := serving.Scale{BaseScore: sc.BaseScore, BaseOdds: sc.BaseOdds, PDO: sc.PDO, Min: sc.MinScore, Max: sc.MaxScore}
 
@@ -180,7 +168,7 @@ func New(ctx context.Context, d Deps) (_ *Service, err error) {
 		if _, ok := views.View(sc.GuestView); !ok {
 			return nil, fmt.Errorf("scoring: scoring.guest_view %q is not defined in the feature views", sc.GuestView)
 		}
-		verifier, issuer, err := s.guestConsent(ctx, bg, d, refKey)
+		verifier, issuer, err := s.guestConsent(bg, d)
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +205,7 @@ func New(ctx context.Context, d Deps) (_ *Service, err error) {
 		opts.Guest = s.Guest
 	}
 	s.api = servingapi.New(opts)
-	s.featAPI = featuresapi.New(store, tokens, featuresapi.Options{Prefix: FeaturesPrefix, AuthRequired: cfg.AuthRequired, Log: d.Log})
+	s.featAPI = featuresapi.New(store, d.Tokens, featuresapi.Options{Prefix: FeaturesPrefix, AuthRequired: cfg.AuthRequired, Log: d.Log})
 	return s, nil
 }
 
@@ -238,7 +226,7 @@ func (s *Service) buildHost(ctx, bg context.Context, d Deps, store *features.Sto
 		return fmt.Errorf("scoring: releaser: %w", err)
 	}
 	for name, p := range peers {
-		v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: p.URLFor(config.ServiceConsent), Issuer: consentnode.Issuer(name),
+		v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: p.URLFor(config.ServiceConsent), Issuer: consent.Issuer(name),
 			Audience: cfg.Party, Client: d.PeerClient, Log: d.Log.With("guest", name)})
 		hv := &hostVerifier{v: v, party: cfg.Party}
 		s.verifiers[name] = hv
@@ -368,15 +356,18 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// guestConsent builds the guest's token verifier and issuer.
-func (s *Service) guestConsent(ctx, bg context.Context, d Deps, refKey []byte) (serving.ConsentVerifier, serving.TokenIssuer, error) {
+// guestConsent builds the guest's token verifier and issuer: the node's
+// consent domain, or the consent service at consent_service_url.
+func (s *Service) guestConsent(bg context.Context, d Deps) (serving.ConsentVerifier, serving.TokenIssuer, error) {
 	cfg := d.Config
-	dom := d.Consent
-	if dom == nil && cfg.ConsentServiceURL != "" {
+	if d.Consent == nil {
+		if cfg.ConsentServiceURL == "" {
+			return nil, nil, errors.New("scoring: a guest needs the node's consent domain or consent_service_url")
+		}
 		r := &remoteConsent{url: strings.TrimRight(cfg.ConsentServiceURL, "/"), client: d.PeerClient, token: d.ConsentToken,
 			verifiers: map[string]*consentapi.Verifier{}}
 		for _, p := range cfg.Peers {
-			v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: r.url, Issuer: consentnode.Issuer(cfg.Party), Audience: p.Name,
+			v := consentapi.NewVerifier(consentapi.VerifierOptions{GuestURL: r.url, Issuer: consent.Issuer(cfg.Party), Audience: p.Name,
 				Client: d.PeerClient, Log: d.Log.With("consent_audience", p.Name)})
 			r.verifiers[p.Name] = v
 			s.wg.Add(1)
@@ -384,32 +375,8 @@ func (s *Service) guestConsent(ctx, bg context.Context, d Deps, refKey []byte) (
 		}
 		return r, r, nil
 	}
-	if dom == nil {
-		km, err := consentnode.OpenKeys(ctx, cfg, d.DB, d.Log)
-		if err != nil {
-			return nil, nil, err
-		}
-		alog := sqlaudit.New(d.DB)
-		dom = consent.NewService(sqlconsent.New(d.DB, alog), consentnode.Crypto{M: km}, keySource{km}, consent.NewSampledAuditor(alog, 20), nil, d.Cache,
-			consent.Config{Issuer: consentnode.Issuer(cfg.Party), Controller: consent.Controller{Name: cfg.Party}, SubjectRefKey: refKey}, d.Log)
-	}
-	lc := &localConsent{d: dom, now: time.Now, issued: map[string]issuedToken{}}
+	lc := &localConsent{d: d.Consent, now: time.Now, issued: map[string]issuedToken{}}
 	return lc, lc, nil
-}
-
-// keySource adapts keys.Manager to consent.KeySource.
-type keySource struct{ m *keys.Manager }
-
-func (k keySource) Signer(ctx context.Context) (string, *rsa.PrivateKey, error) {
-	return k.m.Signer(ctx)
-}
-
-func (k keySource) PublicKey(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	pub, err := k.m.PublicKey(ctx, kid)
-	if errors.Is(err, keys.ErrUnknownKey) {
-		return nil, fmt.Errorf("%w: %w", consent.ErrUnknownKey, err)
-	}
-	return pub, err
 }
 
 // audience reads a token's audience before it is verified: the verifier

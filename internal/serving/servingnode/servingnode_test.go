@@ -172,7 +172,7 @@ func TestWithdrawal(t *testing.T) {
 	if st, code := g.call(t, "POST", h.url+"/score/v1/partial", partial, nil); st != 200 {
 		t.Fatalf("partial before withdrawal: %d %s", st, code)
 	}
-	if _, err := g.consent.Domain.Withdraw(context.Background(), c.ID, "test"); err != nil {
+	if _, err := g.node.Resources().Consent.Withdraw(context.Background(), c.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	withdrawn := time.Now()

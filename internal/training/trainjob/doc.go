@@ -1,6 +1,7 @@
 // Package trainjob runs federated training jobs between a guest and its
-// host: the job manager, its store, the client API (/train/v1/jobs) and
-// the peer API with a hetero.Transport over HTTP between the parties.
+// host: the job manager and its store. The client and peer HTTP APIs and
+// the session transport between the parties live in trainjobapi, the
+// SQL store in sqltrainjob, the wiring in trainjobnode.
 //
 // # Jobs
 //
@@ -48,23 +49,6 @@
 // registers it through Registrar (the node's model registry) under the
 // model id (default credit-risk) and the version the guest reserved at
 // job start.
-//
-// # Transport
-//
-// The guest opens a session at the host (POST /train/v1/peer/sessions,
-// body OpenRequest); messages then flow guest→host as POST
-// .../messages/{seq} and host→guest as long-poll GET .../messages/{seq}.
-// Sequence numbers make every call idempotent: a retried POST of a message
-// the host already has is acknowledged and dropped, and a GET of sequence
-// n both fetches message n and acknowledges every message before it.
-// Every message is bounded by hetero.MaxMessageBytes (refused before it is
-// read in full), decoded on arrival, and every Send and Recv has a
-// deadline.
-//
-// The peer API identifies the caller by its verified mutual-TLS client
-// certificate (pki.PeerParty) and admits configured peers only; a node
-// without TLS admits loopback callers naming themselves in the
-// X-Fedrisk-Party header, as the PSI peer API does.
 //
 // Metrics: training_jobs_total{role,status}, training_jobs_running{role},
 // training_epoch_duration_seconds{role}, training_bytes_total{direction}.

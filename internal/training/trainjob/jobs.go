@@ -126,9 +126,6 @@ func (j Job) Elapsed(now time.Time) time.Duration {
 	return now.Sub(j.Created)
 }
 
-// Dialer opens a session at the named peer's training service.
-type Dialer func(ctx context.Context, peer string, req OpenRequest) (*Client, OpenAnswer, error)
-
 // ManagerOptions configure the job manager.
 type ManagerOptions struct {
 	Party    string // this node's party (the model card's host name on a host)
@@ -146,7 +143,7 @@ type ManagerOptions struct {
 	// Models registers the halves of trained models (nil: the halves are
 	// only written to ModelDir).
 	Models  Registrar
-	Metrics *metrics // nil: a private registry
+	Metrics *Metrics // nil: a private registry
 	Log     *slog.Logger
 	Now     func() time.Time
 	// ResumeAttempts bounds how often a guest re-opens a session the host
@@ -200,7 +197,7 @@ func NewManager(opts ManagerOptions) *Manager {
 		opts.Allowed = func(p string) bool { _, ok := peers[p]; return ok }
 	}
 	if opts.Metrics == nil {
-		opts.Metrics, _ = newMetrics(nil) // a private registry cannot conflict
+		opts.Metrics, _ = NewMetrics(nil) // a private registry cannot conflict
 	}
 	if opts.ResumeAttempts <= 0 {
 		opts.ResumeAttempts = 5
@@ -214,6 +211,9 @@ func NewManager(opts ManagerOptions) *Manager {
 }
 
 var jobIDPattern = regexp.MustCompile(`^tj-[0-9a-f]{24}$`)
+
+// Now is the manager's clock.
+func (m *Manager) Now() time.Time { return m.opts.Now() }
 
 // ValidJobID reports whether s has the shape of a training job id.
 func ValidJobID(s string) bool { return jobIDPattern.MatchString(s) }
@@ -596,7 +596,7 @@ func (m *Manager) startGuest(j Job, table *dataset.Table, ref psiRef, resume boo
 		for attempt := 0; ; attempt++ {
 			err = m.runGuest(ctx, r, j.ID, table, ref, resume)
 			var oe *openError
-			unreachable := errors.As(err, &oe) && temporary(oe.err)
+			unreachable := errors.As(err, &oe) && !errors.Is(oe.err, ErrRefused)
 			if err == nil || !(sessionLost(err) || unreachable) || ctx.Err() != nil || attempt+1 >= m.opts.ResumeAttempts {
 				break
 			}
@@ -624,8 +624,7 @@ func sessionLost(err error) bool {
 	if errors.Is(err, hetero.ErrClosed) {
 		return true
 	}
-	var pe *PeerError
-	return errors.As(err, &pe) && ((pe.Status == 404 && pe.Code == "session_not_found") || pe.Status == 410)
+	return errors.Is(err, ErrSessionLost)
 }
 
 // endRun records how a run ended.
@@ -1089,4 +1088,12 @@ func (m *Manager) writeModel(name string, b []byte) (string, error) {
 		return "", err
 	}
 	return path, nil
+}
+
+// clip shortens s to at most n bytes, for error texts.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -2,9 +2,10 @@ package trainjob
 
 import (
 	"context"
-	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedrisk/fedrisk/internal/metrics"
 )
 
 // Registrar registers the halves of trained models (the node's model
@@ -19,22 +20,22 @@ type Registrar interface {
 	Register(ctx context.Context, role string, modelID, version string, half []byte, card []byte) error
 }
 
-// metrics are the training service's Prometheus metrics.
-type metrics struct {
+// Metrics are the training service's Prometheus metrics.
+type Metrics struct {
 	jobs    *prometheus.CounterVec   // finished jobs by role and final status
 	running *prometheus.GaugeVec     // runs in progress by role
 	epoch   *prometheus.HistogramVec // epoch durations by role
 	bytes   *prometheus.CounterVec   // protocol bytes by direction
 }
 
-// newMetrics registers the training metrics on reg (nil: a private
+// NewMetrics registers the training metrics on reg (nil: a private
 // registry); registering twice on one registry reuses the first
 // collectors.
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m := &metrics{
+	m := &Metrics{
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "training_jobs_total",
 			Help: "Training jobs that ended, by role (guest or host) and status (succeeded, failed, cancelled).",
@@ -54,16 +55,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"direction"}),
 	}
 	var err error
-	if m.jobs, err = register(reg, m.jobs); err != nil {
+	if m.jobs, err = metrics.Register(reg, m.jobs); err != nil {
 		return nil, err
 	}
-	if m.running, err = register(reg, m.running); err != nil {
+	if m.running, err = metrics.Register(reg, m.running); err != nil {
 		return nil, err
 	}
-	if m.epoch, err = register(reg, m.epoch); err != nil {
+	if m.epoch, err = metrics.Register(reg, m.epoch); err != nil {
 		return nil, err
 	}
-	if m.bytes, err = register(reg, m.bytes); err != nil {
+	if m.bytes, err = metrics.Register(reg, m.bytes); err != nil {
 		return nil, err
 	}
 	for _, r := range []string{RoleGuest, RoleHost} {
@@ -76,17 +77,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.bytes.WithLabelValues("sent")
 	m.bytes.WithLabelValues("received")
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

@@ -1,4 +1,4 @@
-package trainjob
+package trainjobapi
 
 import (
 	"context"
@@ -16,30 +16,12 @@ import (
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobtest"
 )
 
-// creditSubset reads the first n aligned rows of the repository's
-// default-credit split.
 func creditSubset(t *testing.T, n int) (*dataset.Table, *dataset.Table) {
-	t.Helper()
-	g, err := dataset.ReadFile("../../../data/default_credit_hetero_guest.csv", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := dataset.ReadFile("../../../data/default_credit_hetero_host.csv", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	g = g.Rows(idx)
-	h, err = h.Align(g.IDs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g, h
+	return trainjobtest.CreditSubset(t, n)
 }
 
 func trainConfig() lr.Config {
@@ -95,11 +77,11 @@ func startHost(t *testing.T, h *dataset.Table) *mtls {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	m.peer = NewPeer(PeerOptions{
-		Allowed: func(p string) bool { return p == "bank" },
-		Accept: func(party, session string, _ OpenRequest, tr hetero.Transport, done func()) (OpenAnswer, error) {
+		Peers: peersOf(t, false, "bank"),
+		Accept: func(party, session string, _ trainjob.OpenRequest, tr hetero.Transport, done func()) (trainjob.OpenAnswer, error) {
 			host, err := hetero.NewHost(hetero.HostConfig{Name: "telecom"}, h, tr)
 			if err != nil {
-				return OpenAnswer{}, err
+				return trainjob.OpenAnswer{}, err
 			}
 			go func() {
 				defer done()
@@ -107,7 +89,7 @@ func startHost(t *testing.T, h *dataset.Table) *mtls {
 				m.hostModel <- hm
 				m.hostErr <- err
 			}()
-			return OpenAnswer{}, nil
+			return trainjob.OpenAnswer{}, nil
 		},
 	})
 	t.Cleanup(func() { _ = m.peer.Close() })
@@ -191,9 +173,8 @@ func TestPeerRefusesUnregisteredParty(t *testing.T) {
 
 func TestPlainLoopbackPeer(t *testing.T) {
 	p := NewPeer(PeerOptions{
-		PlainPeers: true,
-		Allowed:    func(s string) bool { return s == "bank" },
-		Accept: func(party, session string, _ OpenRequest, tr hetero.Transport, done func()) (OpenAnswer, error) {
+		Peers: peersOf(t, true, "bank"),
+		Accept: func(party, session string, _ trainjob.OpenRequest, tr hetero.Transport, done func()) (trainjob.OpenAnswer, error) {
 			go func() {
 				defer done()
 				ctx := context.Background()
@@ -203,7 +184,7 @@ func TestPlainLoopbackPeer(t *testing.T) {
 				}
 				_ = tr.Send(ctx, m) // echo
 			}()
-			return OpenAnswer{}, nil
+			return trainjob.OpenAnswer{}, nil
 		},
 	})
 	defer p.Close()

@@ -1,4 +1,4 @@
-package trainjob
+package trainjobapi
 
 import (
 	"bytes"
@@ -8,13 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
+	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
 )
 
 func rawPost(t *testing.T, url, party string, body []byte) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set(PartyHeader, party)
+	req.Header.Set(authhttp.PartyHeader, party)
 	req.Header.Set("Content-Type", ContentType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -27,10 +30,9 @@ func rawPost(t *testing.T, url, party string, body []byte) int {
 func TestPeerChecksMessages(t *testing.T) {
 	got := make(chan hetero.Message, 4)
 	p := NewPeer(PeerOptions{
-		PlainPeers: true,
-		Allowed:    func(s string) bool { return s == "bank" || s == "other" },
-		Poll:       50 * time.Millisecond,
-		Accept: func(party, session string, _ OpenRequest, tr hetero.Transport, done func()) (OpenAnswer, error) {
+		Peers: peersOf(t, true, "bank", "other"),
+		Poll:  50 * time.Millisecond,
+		Accept: func(party, session string, _ trainjob.OpenRequest, tr hetero.Transport, done func()) (trainjob.OpenAnswer, error) {
 			go func() {
 				defer done()
 				for {
@@ -41,7 +43,7 @@ func TestPeerChecksMessages(t *testing.T) {
 					got <- m
 				}
 			}()
-			return OpenAnswer{}, nil
+			return trainjob.OpenAnswer{}, nil
 		},
 	})
 	defer p.Close()
@@ -54,7 +56,7 @@ func TestPeerChecksMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := srv.URL + "/train/v1/peer/sessions/" + c.Session() + "/messages/"
+	base := srv.URL + "/train/v1/peer/sessions/" + c.ID() + "/messages/"
 	good, err := hetero.Encode(hetero.Message{Type: hetero.MsgAbort, Payload: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
@@ -92,4 +94,14 @@ func TestPeerChecksMessages(t *testing.T) {
 	if _, err := c.Recv(short); err == nil {
 		t.Error("Recv returned a message that was never sent")
 	}
+}
+
+// peersOf registers names as peers; plain admits them over loopback HTTP.
+func peersOf(t *testing.T, plain bool, names ...string) authhttp.Peers {
+	t.Helper()
+	allow, err := pki.NewAllowlist(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return authhttp.Peers{Allowlist: allow, PlainLoopback: plain}
 }

@@ -1,4 +1,4 @@
-package trainjob
+package trainjobnode_test
 
 import (
 	"bytes"
@@ -12,14 +12,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/pki"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobapi"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobnode"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobtest"
 )
 
-type node struct {
-	svc    *Service
+type tnode struct {
+	svc    *trainjobnode.Service
+	dir    string
 	server *httptest.Server
 	admin  *http.Client // no client certificate: a loopback operator
 }
@@ -35,7 +40,7 @@ func writeCSV(t *testing.T, path string, tb *dataset.Table) {
 	}
 }
 
-func call(t *testing.T, c *http.Client, method, url string, body any, want int) JobBody {
+func call(t *testing.T, c *http.Client, method, url string, body any, want int) trainjobapi.JobBody {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -55,7 +60,7 @@ func call(t *testing.T, c *http.Client, method, url string, body any, want int) 
 	if resp.StatusCode != want {
 		t.Fatalf("%s %s: HTTP %d %s, want %d", method, url, resp.StatusCode, data, want)
 	}
-	var j JobBody
+	var j trainjobapi.JobBody
 	_ = json.Unmarshal(data, &j)
 	return j
 }
@@ -64,12 +69,12 @@ func TestJobsOverMutualTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains")
 	}
-	g, h := creditSubset(t, 2000)
+	g, h := trainjobtest.CreditSubset(t, 2000)
 	ca, err := pki.NewCA("test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes := map[string]*node{}
+	nodes := map[string]*tnode{}
 	peerClients := map[string]*http.Client{}
 	for _, party := range []string{"bank", "telecom"} {
 		srvCert, err := ca.IssueServer("127.0.0.1")
@@ -80,7 +85,7 @@ func TestJobsOverMutualTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := &node{server: httptest.NewUnstartedServer(http.NotFoundHandler())}
+		n := &tnode{server: httptest.NewUnstartedServer(http.NotFoundHandler())}
 		n.server.TLS = pki.ServerConfig(srvCert, ca.Pool(), false)
 		n.server.StartTLS()
 		t.Cleanup(n.server.Close)
@@ -90,9 +95,14 @@ func TestJobsOverMutualTLS(t *testing.T) {
 	}
 	for party, n := range nodes {
 		other := map[string]string{"bank": "telecom", "telecom": "bank"}[party]
-		cfg := config.Config{Party: party, DataDir: t.TempDir(), Peers: []config.Peer{{Name: other, URL: nodes[other].server.URL}}}
-		cfg.TLS.CertFile = "set" // the node serves TLS: no plain peers
-		svc, err := New(context.Background(), Deps{Config: cfg, PeerClient: peerClients[party]})
+		allow, err := pki.NewAllowlist(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.dir = t.TempDir()
+		// The node serves TLS: no plain peers.
+		svc, err := trainjobnode.New(context.Background(), trainjobnode.Deps{Party: party, DataDir: n.dir,
+			Peers: map[string]string{other: nodes[other].server.URL}, PeerAuth: authhttp.Peers{Allowlist: allow}, PeerClient: peerClients[party]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,30 +113,30 @@ func TestJobsOverMutualTLS(t *testing.T) {
 		t.Cleanup(func() { _ = svc.Close() })
 	}
 	bank, telecom := nodes["bank"], nodes["telecom"]
-	writeCSV(t, filepath.Join(bank.svc.Jobs.opts.InputDir, "guest.csv"), g)
-	writeCSV(t, filepath.Join(telecom.svc.Jobs.opts.InputDir, "host.csv"), h)
+	writeCSV(t, filepath.Join(bank.dir, "guest.csv"), g)
+	writeCSV(t, filepath.Join(telecom.dir, "host.csv"), h)
 
 	// Bad requests.
-	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "telecom", File: "../etc/passwd"}, http.StatusBadRequest)
-	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "nobody", File: "guest.csv"}, http.StatusBadRequest)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Peer: "telecom", File: "../etc/passwd"}, http.StatusBadRequest)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Peer: "nobody", File: "guest.csv"}, http.StatusBadRequest)
 	call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs/tj-none", nil, http.StatusNotFound)
-	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "telecom", File: "guest.csv", Algo: "secureboost"}, http.StatusBadRequest)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Peer: "telecom", File: "guest.csv", Algo: "secureboost"}, http.StatusBadRequest)
 	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", map[string]any{"peer": "telecom", "file": "guest.csv", "epochs": "many"}, http.StatusBadRequest)
-	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Role: "host", Peer: "bank", File: "guest.csv", Epochs: 3}, http.StatusBadRequest)
+	call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Role: "host", Peer: "bank", File: "guest.csv", Epochs: 3}, http.StatusBadRequest)
 	call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs?status=bogus", nil, http.StatusBadRequest)
 	call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs?limit=0", nil, http.StatusBadRequest)
 
-	hj := call(t, telecom.admin, "POST", telecom.server.URL+"/train/v1/jobs", CreateBody{Role: "host", Peer: "bank", File: "host.csv"}, http.StatusAccepted)
-	if hj.Status != StatusWaiting || hj.Rows != 2000 || hj.Features != len(h.Features) {
+	hj := call(t, telecom.admin, "POST", telecom.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Role: "host", Peer: "bank", File: "host.csv"}, http.StatusAccepted)
+	if hj.Status != trainjob.StatusWaiting || hj.Rows != 2000 || hj.Features != len(h.Features) {
 		t.Fatalf("host job %+v", hj)
 	}
-	gj := call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "telecom", File: "guest.csv", Epochs: 3, ModelID: "risk"}, http.StatusAccepted)
+	gj := call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Peer: "telecom", File: "guest.csv", Epochs: 3, ModelID: "risk"}, http.StatusAccepted)
 	deadline := time.Now().Add(2 * time.Minute)
-	for gj.Status == StatusRunning && time.Now().Before(deadline) {
+	for gj.Status == trainjob.StatusRunning && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 		gj = call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs/"+gj.ID, nil, http.StatusOK)
 	}
-	if gj.Status != StatusSucceeded {
+	if gj.Status != trainjob.StatusSucceeded {
 		t.Fatalf("guest job %+v", gj)
 	}
 	if gj.EpochsDone != 3 || len(gj.EpochStats) != 3 || gj.Test == nil || gj.Test.AUC < 0.65 || gj.ElapsedSeconds <= 0 || gj.BytesSent == 0 || gj.BytesReceived == 0 {
@@ -139,12 +149,12 @@ func TestJobsOverMutualTLS(t *testing.T) {
 	}
 	for time.Now().Before(deadline) {
 		hj = call(t, telecom.admin, "GET", telecom.server.URL+"/train/v1/jobs/"+hj.ID, nil, http.StatusOK)
-		if hj.Status != StatusRunning {
+		if hj.Status != trainjob.StatusRunning {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if hj.Status != StatusSucceeded || hj.ModelID != "risk" || hj.BytesReceived != gj.BytesSent {
+	if hj.Status != trainjob.StatusSucceeded || hj.ModelID != "risk" || hj.BytesReceived != gj.BytesSent {
 		t.Fatalf("host job %+v (guest sent %d)", hj, gj.BytesSent)
 	}
 	gf, err := os.Open(gj.ModelPath)
@@ -171,12 +181,12 @@ func TestJobsOverMutualTLS(t *testing.T) {
 	t.Logf("job %s: test AUC %.4f, %d B sent, %d B received, %.2fs", gj.ID, gj.Test.AUC, gj.BytesSent, gj.BytesReceived, gj.ElapsedSeconds)
 
 	// A second guest job finds no waiting host job and fails cleanly.
-	gj2 := call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", CreateBody{Peer: "telecom", File: "guest.csv", Epochs: 1}, http.StatusAccepted)
-	for gj2.Status == StatusRunning && time.Now().Before(deadline) {
+	gj2 := call(t, bank.admin, "POST", bank.server.URL+"/train/v1/jobs", trainjobapi.CreateBody{Peer: "telecom", File: "guest.csv", Epochs: 1}, http.StatusAccepted)
+	for gj2.Status == trainjob.StatusRunning && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 		gj2 = call(t, bank.admin, "GET", bank.server.URL+"/train/v1/jobs/"+gj2.ID, nil, http.StatusOK)
 	}
-	if gj2.Status != StatusFailed {
+	if gj2.Status != trainjob.StatusFailed {
 		t.Errorf("second guest job %+v", gj2)
 	}
 }

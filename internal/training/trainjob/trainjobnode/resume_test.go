@@ -1,4 +1,4 @@
-package trainjob_test
+package trainjobnode_test
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/node"
+	"github.com/fedrisk/fedrisk/internal/node/nodetest"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
 	"github.com/fedrisk/fedrisk/internal/serving/registry"
@@ -26,7 +28,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/sqldb/sqldbtest"
 	"github.com/fedrisk/fedrisk/internal/training/dataset"
 	"github.com/fedrisk/fedrisk/internal/training/trainjob"
-	"github.com/fedrisk/fedrisk/internal/training/trainjob/sqltrainjob"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob/trainjobnode"
 )
 
 // party is one node of the test: its PSI service and a training service
@@ -40,9 +42,10 @@ type party struct {
 	psi         *psinode.Service
 	reg         *registry.Registry
 	metrics     *prometheus.Registry
+	res         *node.Resources
 
 	mu    sync.Mutex
-	train *trainjob.Service
+	train *trainjobnode.Service
 	mux   *http.ServeMux
 }
 
@@ -62,10 +65,9 @@ func (p *party) config(peerURL string) config.Config {
 }
 
 // startTraining (re)starts the party's training service on its database.
-func (p *party) startTraining(t *testing.T, peerURL string) *trainjob.Service {
+func (p *party) startTraining(t *testing.T) *trainjobnode.Service {
 	t.Helper()
-	svc, err := trainjob.New(context.Background(), trainjob.Deps{Config: p.config(peerURL), DB: p.db, Store: sqltrainjob.New(p.db),
-		Models: p.reg, Registerer: p.metrics})
+	svc, err := trainjobnode.New(context.Background(), node.TrainingDeps(nodetest.Env(p.res, p.metrics), p.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,14 +93,16 @@ func newParties(t *testing.T, b sqldbtest.Backend) (guest, host *party) {
 	}
 	for _, p := range []*party{guest, host} {
 		other := map[*party]*party{guest: host, host: guest}[p]
-		svc, err := psinode.New(context.Background(), psinode.Deps{Config: p.config(other.server.URL), DB: p.db,
-			Registerer: p.metrics, Options: psijob.Options{PollEvery: 20 * time.Millisecond}})
+		p.res = nodetest.Resources(t, p.config(other.server.URL), nodetest.Options{DB: p.db, Registerer: p.metrics})
+		d := node.PSIDeps(nodetest.Env(p.res, p.metrics))
+		d.Options = psijob.Options{PollEvery: 20 * time.Millisecond}
+		svc, err := psinode.New(context.Background(), d)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.psi = svc
 		t.Cleanup(func() { _ = svc.Close() })
-		p.startTraining(t, other.server.URL)
+		p.startTraining(t)
 	}
 	return guest, host
 }
@@ -140,7 +144,7 @@ func waitPSI(t *testing.T, p *party, id string) psijob.Job {
 	return psijob.Job{}
 }
 
-func waitJob(t *testing.T, s *trainjob.Service, id string, until func(trainjob.Job) bool) trainjob.Job {
+func waitJob(t *testing.T, s *trainjobnode.Service, id string, until func(trainjob.Job) bool) trainjob.Job {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -188,7 +192,7 @@ func TestPSIAlignedJobResumesAndRegisters(t *testing.T) {
 func psiAlignedJob(t *testing.T, b sqldbtest.Backend) {
 	ctx := context.Background()
 	guest, host := newParties(t, b)
-	data := filepath.Join("..", "..", "..", "data")
+	data := filepath.Join("..", "..", "..", "..", "data")
 	writeRows(t, filepath.Join(data, "default_credit_hetero_guest.csv"), filepath.Join(guest.dir, "g.csv"), true, 0, 3000)
 	writeRows(t, filepath.Join(data, "default_credit_hetero_host.csv"), filepath.Join(host.dir, "h.csv"), false, 500, 3500)
 
@@ -259,7 +263,7 @@ func psiAlignedJob(t *testing.T, b sqldbtest.Backend) {
 		t.Fatalf("after the shutdown the job is %s with %d epochs: %s", mid.Status, len(mid.EpochStats), mid.Error)
 	}
 	t.Logf("guest stopped after %d epochs", len(mid.EpochStats))
-	gsvc = guest.startTraining(t, host.server.URL) // resumes
+	gsvc = guest.startTraining(t) // resumes
 	done1 := waitJob(t, gsvc, j1.ID, ended)
 	if done1.Status != trainjob.StatusSucceeded || len(done1.EpochStats) != 6 || done1.Test == nil || done1.Test.AUC < 0.65 || done1.PeerJob == "" {
 		t.Fatalf("resumed job %+v", done1)
@@ -326,7 +330,7 @@ func psiAlignedJob(t *testing.T, b sqldbtest.Backend) {
 	if _, err := host.train.Jobs.Cancel(ctx, mid.PeerJob); err != nil {
 		t.Fatal(err)
 	}
-	gsvc = guest.startTraining(t, host.server.URL)
+	gsvc = guest.startTraining(t)
 	done3 := waitJob(t, gsvc, j3.ID, ended)
 	hj3, _ := host.train.Jobs.Get(ctx, mid.PeerJob)
 	if done3.Status != trainjob.StatusFailed || !strings.Contains(done3.Error, "cancelled") || !strings.Contains(done3.Error, "cannot resume") ||
@@ -342,7 +346,7 @@ func psiAlignedJob(t *testing.T, b sqldbtest.Backend) {
 	}
 	waitJob(t, gsvc, j4.ID, func(j trainjob.Job) bool { return len(j.EpochStats) >= 2 || ended(j) })
 	_ = host.train.Close()
-	host.startTraining(t, guest.server.URL)
+	host.startTraining(t)
 	done4 := waitJob(t, gsvc, j4.ID, ended)
 	if done4.Status != trainjob.StatusSucceeded {
 		t.Fatalf("job after the host's restart %+v", done4)

@@ -1,4 +1,4 @@
-package trainjob
+package trainjobapi
 
 import (
 	"bytes"
@@ -11,8 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -47,48 +49,56 @@ func (e *PeerError) Error() string {
 	return fmt.Sprintf("training peer: HTTP %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-// temporary reports whether a retry can succeed.
-func temporary(err error) bool {
-	var pe *PeerError
-	if errors.As(err, &pe) {
-		return pe.Status >= 500 || pe.Status == http.StatusTooManyRequests
+// Is tells the job manager what the answer means: the host lost the
+// session (trainjob.ErrSessionLost), or refused in a way a retry will not
+// change (trainjob.ErrRefused).
+func (e *PeerError) Is(target error) bool {
+	switch target {
+	case trainjob.ErrSessionLost:
+		return (e.Status == http.StatusNotFound && e.Code == "session_not_found") || e.Status == http.StatusGone
+	case trainjob.ErrRefused:
+		return e.Status < 500 && e.Status != http.StatusTooManyRequests
 	}
-	return true // network errors
+	return false
 }
+
+// temporary reports whether a retry can succeed: network errors and
+// answers the host may give otherwise next time.
+func temporary(err error) bool { return !errors.Is(err, trainjob.ErrRefused) }
 
 // Open opens a session at the host whose peer API is at baseURL, asking
 // for nothing in particular (the host picks its oldest waiting job).
 func Open(ctx context.Context, hc *http.Client, baseURL string, opts ClientOptions) (*Client, error) {
-	c, _, err := OpenSession(ctx, hc, baseURL, opts, OpenRequest{})
+	c, _, err := OpenSession(ctx, hc, baseURL, opts, trainjob.OpenRequest{})
 	return c, err
 }
 
 // OpenSession opens a session at the host with req and returns the host's
 // answer.
-func OpenSession(ctx context.Context, hc *http.Client, baseURL string, opts ClientOptions, req OpenRequest) (*Client, OpenAnswer, error) {
+func OpenSession(ctx context.Context, hc *http.Client, baseURL string, opts ClientOptions, req trainjob.OpenRequest) (*Client, trainjob.OpenAnswer, error) {
 	if opts.MessageTimeout <= 0 {
 		opts.MessageTimeout = DefaultMessageTimeout
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, OpenAnswer{}, err
+		return nil, trainjob.OpenAnswer{}, err
 	}
 	c := &Client{http: hc, base: strings.TrimRight(baseURL, "/"), opts: opts}
 	status, data, err := c.do(ctx, http.MethodPost, "/train/v1/peer/sessions", "application/json", body)
 	if err != nil {
-		return nil, OpenAnswer{}, err
+		return nil, trainjob.OpenAnswer{}, err
 	}
-	var a OpenAnswer
+	var a trainjob.OpenAnswer
 	if status != http.StatusCreated || json.Unmarshal(data, &a) != nil || a.Session == "" || len(a.Session) > 64 ||
-		(a.HostJob != "" && !ValidJobID(a.HostJob)) || a.ResumeEpoch < -1 || a.ResumeEpoch >= lr.MaxEpochs {
-		return nil, OpenAnswer{}, fmt.Errorf("training peer: unexpected answer to open (HTTP %d)", status)
+		(a.HostJob != "" && !trainjob.ValidJobID(a.HostJob)) || a.ResumeEpoch < -1 || a.ResumeEpoch >= lr.MaxEpochs {
+		return nil, trainjob.OpenAnswer{}, fmt.Errorf("training peer: unexpected answer to open (HTTP %d)", status)
 	}
 	c.session = a.Session
 	return c, a, nil
 }
 
-// Session returns the session id.
-func (c *Client) Session() string { return c.session }
+// ID returns the session id.
+func (c *Client) ID() string { return c.session }
 
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte) (int, []byte, error) {
 	var rd io.Reader
@@ -103,7 +113,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		req.Header.Set("Content-Type", contentType)
 	}
 	if c.opts.Party != "" {
-		req.Header.Set(PartyHeader, c.opts.Party)
+		req.Header.Set(authhttp.PartyHeader, c.opts.Party)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -121,11 +131,8 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return 0, nil, fmt.Errorf("training peer: %w: answer over %d bytes", hetero.ErrOversized, hetero.MaxMessageBytes)
 	}
 	if resp.StatusCode >= 400 {
-		var e web.ErrorBody
-		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-			e.Error.Code, e.Error.Message = "http_error", fmt.Sprintf("HTTP %d", resp.StatusCode)
-		}
-		return 0, nil, &PeerError{Status: resp.StatusCode, Code: clip(e.Error.Code, 64), Message: clip(e.Error.Message, 500)}
+		e := web.PeerErrorDetail(resp.StatusCode, data)
+		return 0, nil, &PeerError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
 	}
 	return resp.StatusCode, data, nil
 }
@@ -209,4 +216,4 @@ func (c *Client) Close(ctx context.Context) error {
 	return err
 }
 
-var _ hetero.Transport = (*Client)(nil)
+var _ trainjob.Session = (*Client)(nil)

@@ -1,4 +1,4 @@
-package trainjob
+package trainjobapi
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/auth"
 	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/training/lr"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
 
@@ -35,31 +36,31 @@ type CreateBody struct {
 
 // JobBody is a job as the API answers it.
 type JobBody struct {
-	ID             string      `json:"id"`
-	Role           string      `json:"role"`
-	Algo           string      `json:"algo"`
-	Peer           string      `json:"peer"`
-	PeerJob        string      `json:"peer_job,omitempty"`
-	File           string      `json:"file"`
-	PSIJob         string      `json:"psi_job,omitempty"`
-	ModelID        string      `json:"model_id,omitempty"`
-	ModelVersion   string      `json:"model_version,omitempty"`
-	Params         *lr.Config  `json:"params,omitempty"`
-	Status         string      `json:"status"`
-	Error          string      `json:"error,omitempty"`
-	Rows           int         `json:"rows"`
-	Features       int         `json:"features"`
-	Epochs         int         `json:"epochs,omitempty"`
-	EpochsDone     int         `json:"epochs_done"`
-	EpochStats     []EpochStat `json:"epoch_stats"`
-	Test           *lr.Metrics `json:"test,omitempty"`
-	ElapsedSeconds float64     `json:"elapsed_seconds"`
-	Created        time.Time   `json:"created"`
-	Started        *time.Time  `json:"started,omitempty"`
-	Finished       *time.Time  `json:"finished,omitempty"`
-	ModelPath      string      `json:"model_path,omitempty"`
-	BytesSent      int64       `json:"bytes_sent"`
-	BytesReceived  int64       `json:"bytes_received"`
+	ID             string               `json:"id"`
+	Role           string               `json:"role"`
+	Algo           string               `json:"algo"`
+	Peer           string               `json:"peer"`
+	PeerJob        string               `json:"peer_job,omitempty"`
+	File           string               `json:"file"`
+	PSIJob         string               `json:"psi_job,omitempty"`
+	ModelID        string               `json:"model_id,omitempty"`
+	ModelVersion   string               `json:"model_version,omitempty"`
+	Params         *lr.Config           `json:"params,omitempty"`
+	Status         string               `json:"status"`
+	Error          string               `json:"error,omitempty"`
+	Rows           int                  `json:"rows"`
+	Features       int                  `json:"features"`
+	Epochs         int                  `json:"epochs,omitempty"`
+	EpochsDone     int                  `json:"epochs_done"`
+	EpochStats     []trainjob.EpochStat `json:"epoch_stats"`
+	Test           *lr.Metrics          `json:"test,omitempty"`
+	ElapsedSeconds float64              `json:"elapsed_seconds"`
+	Created        time.Time            `json:"created"`
+	Started        *time.Time           `json:"started,omitempty"`
+	Finished       *time.Time           `json:"finished,omitempty"`
+	ModelPath      string               `json:"model_path,omitempty"`
+	BytesSent      int64                `json:"bytes_sent"`
+	BytesReceived  int64                `json:"bytes_received"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -70,10 +71,10 @@ func timePtr(t time.Time) *time.Time {
 }
 
 // NewJobBody converts a job.
-func NewJobBody(j Job, now time.Time) JobBody {
+func NewJobBody(j trainjob.Job, now time.Time) JobBody {
 	stats := j.EpochStats
 	if stats == nil {
-		stats = []EpochStat{}
+		stats = []trainjob.EpochStat{}
 	}
 	var params *lr.Config
 	if j.Train != (lr.Config{}) {
@@ -89,8 +90,9 @@ func NewJobBody(j Job, now time.Time) JobBody {
 
 // API serves the training client API (/train/v1/jobs).
 type API struct {
-	m     *Manager
+	m     *trainjob.Manager
 	guard authhttp.Guard
+	log   *slog.Logger
 }
 
 // APIOptions configure the client API.
@@ -101,11 +103,11 @@ type APIOptions struct {
 }
 
 // NewAPI returns the client API over m.
-func NewAPI(m *Manager, opts APIOptions) *API {
+func NewAPI(m *trainjob.Manager, opts APIOptions) *API {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{m: m, guard: authhttp.Guard{Tokens: opts.Tokens, AuthRequired: opts.AuthRequired, Log: opts.Log, MapError: mapError}}
+	return &API{m: m, log: opts.Log, guard: authhttp.Guard{Tokens: opts.Tokens, AuthRequired: opts.AuthRequired, Log: opts.Log, MapError: mapError}}
 }
 
 // Mount registers the client routes.
@@ -120,12 +122,12 @@ func (a *API) Mount(mux *http.ServeMux) {
 
 func mapError(err error) error {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, trainjob.ErrNotFound):
 		return web.Errorf(http.StatusNotFound, "job_not_found", "no such training job")
-	case errors.Is(err, ErrInvalid):
-		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", clip(strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "), 500))
-	case errors.Is(err, ErrFinal):
-		return web.Errorf(http.StatusConflict, "job_final", "%s", clip(err.Error(), 200))
+	case errors.Is(err, trainjob.ErrInvalid):
+		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", web.Clip(strings.TrimPrefix(err.Error(), trainjob.ErrInvalid.Error()+": "), 500))
+	case errors.Is(err, trainjob.ErrFinal):
+		return web.Errorf(http.StatusConflict, "job_final", "%s", web.Clip(err.Error(), 200))
 	}
 	return err
 }
@@ -136,17 +138,17 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if b.Role == "" {
-		b.Role = RoleGuest
+		b.Role = trainjob.RoleGuest
 	}
-	j, err := a.m.Create(r.Context(), Request{Role: b.Role, Algo: b.Algo, Peer: b.Peer, File: b.File, PSIJob: b.PSIJob,
+	j, err := a.m.Create(r.Context(), trainjob.Request{Role: b.Role, Algo: b.Algo, Peer: b.Peer, File: b.File, PSIJob: b.PSIJob,
 		ModelID: b.ModelID, HostFile: b.HostFile, Epochs: b.Epochs, BatchSize: b.BatchSize, LearningRate: b.LearningRate,
 		L2: b.L2, Patience: b.Patience, ClassWeights: b.ClassWeights, Actor: authhttp.PrincipalOf(r.Context()).Actor()})
 	if err != nil {
 		return err
 	}
-	a.m.opts.Log.InfoContext(r.Context(), "training job created", "job", j.ID, "role", j.Role, "peer", j.Peer,
+	a.log.InfoContext(r.Context(), "training job created", "job", j.ID, "role", j.Role, "peer", j.Peer,
 		"actor", authhttp.PrincipalOf(r.Context()).Actor())
-	web.WriteJSON(w, http.StatusAccepted, NewJobBody(j, a.m.opts.Now()))
+	web.WriteJSON(w, http.StatusAccepted, NewJobBody(j, a.m.Now()))
 	return nil
 }
 
@@ -155,20 +157,20 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, NewJobBody(j, a.m.opts.Now()))
+	web.WriteJSON(w, http.StatusOK, NewJobBody(j, a.m.Now()))
 	return nil
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := Filter{Role: q.Get("role")}
-	if f.Role != "" && f.Role != RoleGuest && f.Role != RoleHost {
+	f := trainjob.Filter{Role: q.Get("role")}
+	if f.Role != "" && f.Role != trainjob.RoleGuest && f.Role != trainjob.RoleHost {
 		return web.Errorf(http.StatusBadRequest, "invalid_request", "role must be guest or host")
 	}
 	if s := q.Get("status"); s != "" {
 		for _, v := range strings.Split(s, ",") {
 			switch v {
-			case StatusWaiting, StatusRunning, StatusSucceeded, StatusFailed, StatusCancelled:
+			case trainjob.StatusWaiting, trainjob.StatusRunning, trainjob.StatusSucceeded, trainjob.StatusFailed, trainjob.StatusCancelled:
 				f.Status = append(f.Status, v)
 			default:
 				return web.Errorf(http.StatusBadRequest, "invalid_request", "status must be waiting, running, succeeded, failed or cancelled")
@@ -186,7 +188,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	now := a.m.opts.Now()
+	now := a.m.Now()
 	out := []JobBody{}
 	for _, j := range jobs {
 		out = append(out, NewJobBody(j, now))
@@ -205,6 +207,6 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, NewJobBody(j, a.m.opts.Now()))
+	web.WriteJSON(w, http.StatusOK, NewJobBody(j, a.m.Now()))
 	return nil
 }

@@ -1,32 +1,22 @@
-package trainjob
+package trainjobapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/fedrisk/fedrisk/internal/pki"
-	"github.com/fedrisk/fedrisk/internal/psi/psijob"
+	"github.com/fedrisk/fedrisk/internal/auth/authhttp"
 	"github.com/fedrisk/fedrisk/internal/training/hetero"
-	"github.com/fedrisk/fedrisk/internal/training/lr"
+	"github.com/fedrisk/fedrisk/internal/training/trainjob"
 	"github.com/fedrisk/fedrisk/internal/web"
 )
-
-// PartyHeader names the calling party on plain-HTTP loopback peer calls.
-const PartyHeader = "X-Fedrisk-Party"
 
 // ContentType is the media type of message bodies.
 const ContentType = "application/octet-stream"
@@ -50,85 +40,12 @@ const (
 // with req, talking over t (typically hetero.NewHost(...).Run in a
 // goroutine). It must not block on the run; an error refuses the session.
 // done must be called when the host's run ends (also after an error).
-type Acceptor func(party, session string, req OpenRequest, t hetero.Transport, done func()) (OpenAnswer, error)
-
-// OpenRequest is the body of POST /train/v1/peer/sessions: what the guest
-// asks the host to train on.
-type OpenRequest struct {
-	// GuestJob is the guest's training job.
-	GuestJob string `json:"guest_job,omitempty"`
-	// Algo is the algorithm (empty: hetero-lr).
-	Algo string `json:"algo,omitempty"`
-	// HostJob names the host's job the guest trains with (known after the
-	// first session, or from the host's operator).
-	HostJob string `json:"host_job,omitempty"`
-	// PSIJob and PSISession name the PSI run whose intersection both
-	// parties align to: the host's PSI job (when the guest's job recorded
-	// it) and the PSI session both parties' jobs recorded.
-	PSIJob     string `json:"psi_job,omitempty"`
-	PSISession string `json:"psi_session,omitempty"`
-	// HostFile is the host's CSV, relative to its data directory, for a
-	// host job created by this session (empty: the PSI job's input).
-	HostFile string `json:"host_file,omitempty"`
-	// Resume asks to continue HostJob after epoch ResumeEpoch, the
-	// guest's last checkpoint (−1: none, start again).
-	Resume      bool `json:"resume,omitempty"`
-	ResumeEpoch int  `json:"resume_epoch,omitempty"`
-}
-
-// MaxOpenBytes bounds the body of an open request.
-const MaxOpenBytes = 4096
-
-// DecodeOpenRequest decodes and checks an open request body.
-func DecodeOpenRequest(b []byte) (OpenRequest, error) {
-	var r OpenRequest
-	if len(b) > MaxOpenBytes {
-		return r, fmt.Errorf("open request of %d bytes, limit %d", len(b), MaxOpenBytes)
-	}
-	if len(b) == 0 {
-		return r, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return OpenRequest{}, fmt.Errorf("open request: %v", err)
-	}
-	if dec.More() {
-		return OpenRequest{}, errors.New("open request: data after the JSON object")
-	}
-	return r, r.Validate()
-}
-
-// Validate checks the shapes of the request's fields.
-func (r OpenRequest) Validate() error {
-	switch {
-	case r.GuestJob != "" && !ValidJobID(r.GuestJob):
-		return errors.New("open request: malformed guest job id")
-	case r.HostJob != "" && !ValidJobID(r.HostJob):
-		return errors.New("open request: malformed host job id")
-	case r.Algo != "" && r.Algo != AlgoHeteroLR:
-		return fmt.Errorf("open request: algorithm %.40q is not supported (only %s)", r.Algo, AlgoHeteroLR)
-	case r.PSIJob != "" && !psijob.ValidJobID(r.PSIJob):
-		return errors.New("open request: malformed PSI job id")
-	case r.PSISession != "" && !psijob.ValidSessionID(r.PSISession):
-		return errors.New("open request: malformed PSI session id")
-	case r.HostFile != "" && (len(r.HostFile) > 255 || !filepath.IsLocal(r.HostFile)):
-		return errors.New("open request: host_file must be a relative path below the host's data directory")
-	case r.Resume && r.HostJob == "":
-		return errors.New("open request: a resume names the host job")
-	case r.ResumeEpoch < -1 || r.ResumeEpoch >= lr.MaxEpochs || (!r.Resume && r.ResumeEpoch != 0):
-		return errors.New("open request: resume epoch out of range")
-	}
-	return nil
-}
+type Acceptor func(party, session string, req trainjob.OpenRequest, t hetero.Transport, done func()) (trainjob.OpenAnswer, error)
 
 // PeerOptions configure the peer API.
 type PeerOptions struct {
-	// Allowed reports whether a party is a configured peer.
-	Allowed func(party string) bool
-	// PlainPeers admits peers over plain HTTP from loopback (a node
-	// without TLS); never set it on a node that serves TLS.
-	PlainPeers bool
+	// Peers identifies the calling party (registered peers only).
+	Peers authhttp.Peers
 	// Accept starts the host's run for a new session; nil refuses all.
 	Accept Acceptor
 	// MessageTimeout bounds one Send or Recv of the host's end
@@ -156,6 +73,9 @@ func NewPeer(opts PeerOptions) *Peer {
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = DefaultPoll
+	}
+	if opts.Peers.API == "" {
+		opts.Peers.API = "the training peer API"
 	}
 	return &Peer{opts: opts, sessions: map[string]*session{}}
 }
@@ -186,81 +106,28 @@ func (p *Peer) Sessions() int {
 	return len(p.sessions)
 }
 
-type partyKey struct{}
-
-func partyOf(ctx context.Context) string {
-	s, _ := ctx.Value(partyKey{}).(string)
-	return s
-}
-
 func (p *Peer) peer(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		party, err := p.party(r)
+		party, err := p.opts.Peers.Party(r)
 		if err != nil {
 			web.WriteError(w, r, p.opts.Log, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), partyKey{}, party))
+		r = r.WithContext(authhttp.WithParty(r.Context(), party))
 		if err := h(w, r); err != nil {
 			web.WriteError(w, r, p.opts.Log, err)
 		}
 	}
 }
 
-func (p *Peer) party(r *http.Request) (string, error) {
-	allowed := func(s string) bool { return p.opts.Allowed != nil && p.opts.Allowed(s) }
-	forbidden := web.Errorf(http.StatusForbidden, "forbidden", "the training peer API needs a registered peer's mutual-TLS client certificate")
-	if r.TLS != nil {
-		return tlsParty(r.TLS, allowed, forbidden)
-	}
-	if !p.opts.PlainPeers || !isLoopback(r.RemoteAddr) {
-		return "", forbidden
-	}
-	party := r.Header.Get(PartyHeader)
-	if pki.CheckPartyName(party) != nil || !allowed(party) {
-		return "", web.Errorf(http.StatusForbidden, "forbidden", "party %.70q is not a registered peer", party)
-	}
-	return party, nil
-}
-
-func tlsParty(cs *tls.ConnectionState, allowed func(string) bool, forbidden error) (string, error) {
-	party, err := pki.PeerParty(cs)
-	if err != nil {
-		return "", forbidden
-	}
-	if !allowed(party) {
-		return "", web.Errorf(http.StatusForbidden, "forbidden", "party %q is not a registered peer", party)
-	}
-	return party, nil
-}
-
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// OpenAnswer is the host's answer to a new session.
-type OpenAnswer struct {
-	Session string `json:"session"`
-	// HostJob is the host's training job serving the session.
-	HostJob string `json:"host_job,omitempty"`
-	// ResumeEpoch is the epoch both parties resume after (−1: from the
-	// start); meaningful when the request asked to resume.
-	ResumeEpoch int `json:"resume_epoch"`
-}
-
 func (p *Peer) open(w http.ResponseWriter, r *http.Request) error {
-	b, err := io.ReadAll(io.LimitReader(r.Body, MaxOpenBytes+1))
+	b, err := io.ReadAll(io.LimitReader(r.Body, trainjob.MaxOpenBytes+1))
 	if err != nil {
 		return fmt.Errorf("read open request: %w", err)
 	}
-	req, err := DecodeOpenRequest(b)
+	req, err := trainjob.DecodeOpenRequest(b)
 	if err != nil {
-		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", clip(err.Error(), 300))
+		return web.Errorf(http.StatusBadRequest, "invalid_request", "%s", web.Clip(err.Error(), 300))
 	}
 	if p.opts.Accept == nil {
 		return web.Errorf(http.StatusConflict, "no_host_job", "this node has no training job waiting for a guest")
@@ -269,7 +136,7 @@ func (p *Peer) open(w http.ResponseWriter, r *http.Request) error {
 	if _, err := rand.Read(raw[:]); err != nil {
 		return err
 	}
-	party := partyOf(r.Context())
+	party := authhttp.PartyOf(r.Context())
 	s := newSession(hex.EncodeToString(raw[:]), party, p.opts.MessageTimeout)
 	p.mu.Lock()
 	p.sessions[s.id] = s
@@ -281,7 +148,7 @@ func (p *Peer) open(w http.ResponseWriter, r *http.Request) error {
 	ans, err := p.opts.Accept(party, s.id, req, s, done)
 	if err != nil {
 		p.drop(s.id)
-		return web.Errorf(http.StatusConflict, "refused", "%s", clip(err.Error(), 300))
+		return web.Errorf(http.StatusConflict, "refused", "%s", web.Clip(err.Error(), 300))
 	}
 	ans.Session = s.id
 	web.WriteJSON(w, http.StatusCreated, ans)
@@ -303,7 +170,7 @@ func (p *Peer) lookup(r *http.Request) (*session, int64, error) {
 	p.mu.Lock()
 	s := p.sessions[id]
 	p.mu.Unlock()
-	if s == nil || s.party != partyOf(r.Context()) {
+	if s == nil || s.party != authhttp.PartyOf(r.Context()) {
 		return nil, 0, web.Errorf(http.StatusNotFound, "session_not_found", "no such session")
 	}
 	seq := int64(-1)
@@ -333,7 +200,7 @@ func (p *Peer) post(w http.ResponseWriter, r *http.Request) error {
 		return web.Errorf(http.StatusRequestEntityTooLarge, "too_large", "a message is at most %d bytes", hetero.MaxMessageBytes)
 	}
 	if _, err := hetero.Decode(b); err != nil {
-		return web.Errorf(http.StatusBadRequest, "malformed", "%s", clip(err.Error(), 300))
+		return web.Errorf(http.StatusBadRequest, "malformed", "%s", web.Clip(err.Error(), 300))
 	}
 	if err := s.deliver(r.Context(), seq, b); err != nil {
 		return err
@@ -372,13 +239,6 @@ func (p *Peer) remove(w http.ResponseWriter, r *http.Request) error {
 	p.drop(s.id)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // session is the host's end of one session; it implements
