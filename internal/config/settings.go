@@ -50,6 +50,21 @@ func Settings() []Setting {
 		addr(ServiceConsent, "FEDRISK_CONSENT_ADDR", "consent-addr"),
 		addr(ServicePSI, "FEDRISK_PSI_ADDR", "psi-addr"),
 		addr(ServiceServing, "FEDRISK_SERVING_ADDR", "serving-addr"),
+		addr("console", "FEDRISK_CONSOLE_ADDR", "console-addr"),
+		{Key: "listen.ops", Env: "FEDRISK_OPS_ADDR", Flag: "ops-addr",
+			Usage:    "operations listener (plain HTTP, never asks for a client certificate): /health, /ready and /metrics of the whole process for kubelet probes, container healthchecks and Prometheus; empty: off",
+			Accepted: "empty or host:port, e.g. :7000",
+			set: func(c *Config, v string) error {
+				v = strings.TrimSpace(v)
+				if v != "" {
+					if err := checkHostPort(v); err != nil {
+						return err
+					}
+				}
+				c.OpsAddr = v
+				return nil
+			},
+			get: func(c *Config) string { return c.OpsAddr }},
 		{Key: "database_url", Env: "DATABASE_URL", Flag: "database-url", Secret: true,
 			Usage:    "PostgreSQL URL (postgres://...); empty: SQLite under data_dir",
 			Accepted: "empty, postgres://..., postgresql://... or sqlite:PATH",
@@ -267,12 +282,8 @@ func addr(service, env, flag string) Setting {
 		Accepted: "host:port, e.g. 127.0.0.1:7002 or :7002",
 		set: func(c *Config, v string) error {
 			v = strings.TrimSpace(v)
-			_, port, err := net.SplitHostPort(v)
-			if err != nil {
-				return errInvalid
-			}
-			if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-				return errInvalid
+			if err := checkHostPort(v); err != nil {
+				return err
 			}
 			if c.Addrs == nil {
 				c.Addrs = map[string]string{}
@@ -281,6 +292,17 @@ func addr(service, env, flag string) Setting {
 			return nil
 		},
 		get: func(c *Config) string { return c.Addrs[service] }}
+}
+
+func checkHostPort(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errInvalid
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errInvalid
+	}
+	return nil
 }
 
 func nonEmpty(v string) error {
