@@ -49,6 +49,7 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newModelCmd(lookup, stdout),
 		newDemoCmd(lookup, stdout, stderr),
 		newHealthCmd(lookup, stdout),
+		newDeployCmd(stdout),
 	)
 	return root
 }
