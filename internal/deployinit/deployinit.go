@@ -87,7 +87,7 @@ func Init(opts Options) (Result, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	for _, d := range []string{"certs", "data/fedrisk", "inputs", "reports"} {
+	for _, d := range []string{"certs", "certs/partners", "data/fedrisk", "inputs", "reports"} {
 		created, err := mkdir(filepath.Join(opts.Dir, d), 0o750)
 		if err != nil {
 			return res, err
