@@ -5,10 +5,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE   ?= localhost/fedrisk:$(VERSION)
 PODMAN  ?= podman
 
-.PHONY: help build test race check fmt vet bench fuzz rules ci clean image image-check
+.PHONY: help build test race check fmt vet bench fuzz rules ci clean image image-check deploy-test
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/fedrisk
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/fedrisk ./cmd/fedrisk
@@ -57,12 +57,15 @@ image: ## container image with podman: static binary built here, copied onto scr
 	chmod 0750 bin/image/data && chmod 1777 bin/image/tmp
 	$(PODMAN) build --format docker --build-arg VERSION=$(VERSION) \
 	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
-	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) .
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) -t localhost/fedrisk:latest .
 
 image-check: ## check the built image by its contents: config, size, non-root, /health and version of its entrypoint
 	$(PODMAN) save --format docker-archive -o bin/fedrisk-image.tar $(IMAGE)
 	cd deploy && FEDRISK_TEST_IMAGE_ARCHIVE=$(CURDIR)/bin/fedrisk-image.tar FEDRISK_TEST_IMAGE_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -run '^TestImage$$' -v ./validate/
+
+deploy-test: ## the deploy module's tests: compose-go, helm render + lint, strict decoding, semantics against a real node
+	cd deploy && $(GO) test -count=1 ./...
 
 clean: ## remove build output and the default data directory
 	rm -rf bin fedrisk-data
