@@ -2,11 +2,13 @@
 GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE   ?= localhost/fedrisk:$(VERSION)
+PODMAN  ?= podman
 
-.PHONY: help build test race check fmt vet bench fuzz rules ci clean
+.PHONY: help build test race check fmt vet bench fuzz rules ci clean image image-check deploy-test
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/fedrisk
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/fedrisk ./cmd/fedrisk
@@ -45,6 +47,25 @@ rules: ## promtool: check and unit-test the alert rules, check prometheus.yml
 
 ci: ## run .ci/run (starts PostgreSQL and Redis if needed)
 	bash .ci/run
+
+image: ## container image with podman: static binary built here, copied onto scratch (Dockerfile)
+	rm -rf bin/image && mkdir -p bin/image/etc/ssl/certs bin/image/data bin/image/tmp
+	CGO_ENABLED=0 $(GO) build -tags nodemodata -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/fedrisk ./cmd/fedrisk
+	cp /etc/ssl/certs/ca-certificates.crt bin/image/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/:/sbin/nologin\nfedrisk:x:65532:65532:fedrisk:/data:/sbin/nologin\n' > bin/image/etc/passwd
+	printf 'root:x:0:\nfedrisk:x:65532:\n' > bin/image/etc/group
+	chmod 0750 bin/image/data && chmod 1777 bin/image/tmp
+	$(PODMAN) build --format docker --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) -t localhost/fedrisk:latest .
+
+image-check: ## check the built image by its contents: config, size, non-root, /health and version of its entrypoint
+	$(PODMAN) save --format docker-archive -o bin/fedrisk-image.tar $(IMAGE)
+	cd deploy && FEDRISK_TEST_IMAGE_ARCHIVE=$(CURDIR)/bin/fedrisk-image.tar FEDRISK_TEST_IMAGE_VERSION=$(VERSION) \
+	  $(GO) test -count=1 -run '^TestImage$$' -v ./validate/
+
+deploy-test: ## the deploy module's tests: compose-go, helm render + lint, strict decoding, semantics against a real node
+	cd deploy && $(GO) test -count=1 ./...
 
 clean: ## remove build output and the default data directory
 	rm -rf bin fedrisk-data

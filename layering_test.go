@@ -32,22 +32,25 @@ const (
 )
 
 var infraPackages = map[string]layer{
-	"internal/web":               transport,
-	"internal/auth/authhttp":     transport,
-	"internal/apiclient":         transport,
-	"internal/sqldb":             infra,
-	"internal/config":            infra,
-	"internal/cache":             infra,
-	"internal/pki":               infra,
-	"internal/metrics":           infra,
-	"internal/testclock":         suite,
-	"internal/node":              root,
-	"internal/demo":              app,
-	"data":                       infra,
-	"internal/node/nodetest":     suite,
-	"internal/sqldb/sqldbtest":   suite,
-	"internal/cache/cachetest":   suite,
-	"internal/features/examples": infra,
+	"internal/web":           transport,
+	"internal/auth/authhttp": transport,
+	"internal/apiclient":     transport,
+	// the health check's probes: HTTP, PostgreSQL and Redis clients built
+	// from the configuration (a client transport)
+	"internal/health/healthprobe": transport,
+	"internal/sqldb":              infra,
+	"internal/config":             infra,
+	"internal/cache":              infra,
+	"internal/pki":                infra,
+	"internal/metrics":            infra,
+	"internal/testclock":          suite,
+	"internal/node":               root,
+	"internal/demo":               app,
+	"data":                        infra,
+	"internal/node/nodetest":      suite,
+	"internal/sqldb/sqldbtest":    suite,
+	"internal/cache/cachetest":    suite,
+	"internal/features/examples":  infra,
 }
 
 func layerOf(pkg string) layer {

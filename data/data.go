@@ -1,6 +1,9 @@
+//go:build !nodemodata
+
 // Package data carries the bundled default-credit data (see README.md in
 // this directory) inside the binary, so `fedrisk demo` runs from any
-// directory.
+// directory. The container image is built with the tag nodemodata, which
+// leaves the 7 MB of demo data out (see data_excluded.go).
 package data
 
 import (

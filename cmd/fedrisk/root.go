@@ -48,6 +48,8 @@ func newRootCmd(lookup env, stdin io.Reader, stdout, stderr io.Writer) *cobra.Co
 		newTrainCmd(lookup, stdout, stderr),
 		newModelCmd(lookup, stdout),
 		newDemoCmd(lookup, stdout, stderr),
+		newHealthCmd(lookup, stdout),
+		newDeployCmd(stdout),
 	)
 	return root
 }

@@ -38,8 +38,8 @@ type Config struct {
 
 	Services []string          // services to run
 	Addrs    map[string]string // listen address per service
-	// OpsAddr, when set, is a plain-HTTP listener for /health, /ready and
-	// /metrics that never asks for a client certificate (probes, scrapers).
+	// OpsAddr is the operations listener (/health, /ready, /metrics in
+	// plain HTTP); empty: none.
 	OpsAddr string
 
 	DatabaseURL       string // empty: SQLite file under DataDir
@@ -121,6 +121,7 @@ func Default() Config {
 			ServicePSI:     "127.0.0.1:7001",
 			ServiceConsent: "127.0.0.1:7002",
 			ServiceServing: "127.0.0.1:7003",
+			"console":      "127.0.0.1:8080",
 		},
 		MigrateOnStart: true,
 		CacheEnabled:   true,

@@ -50,13 +50,14 @@ func Settings() []Setting {
 		addr(ServiceConsent, "FEDRISK_CONSENT_ADDR", "consent-addr"),
 		addr(ServicePSI, "FEDRISK_PSI_ADDR", "psi-addr"),
 		addr(ServiceServing, "FEDRISK_SERVING_ADDR", "serving-addr"),
+		addr("console", "FEDRISK_CONSOLE_ADDR", "console-addr"),
 		{Key: "listen.ops", Env: "FEDRISK_OPS_ADDR", Flag: "ops-addr",
-			Usage:    "operations listener: plain HTTP /health, /ready and /metrics without client certificates, for probes and scrapers; empty: none",
-			Accepted: "empty, or host:port, e.g. :7000",
+			Usage:    "operations listener (plain HTTP, never asks for a client certificate): /health, /ready and /metrics of the whole process for kubelet probes, container healthchecks and Prometheus; empty: off",
+			Accepted: "empty or host:port, e.g. :7000",
 			set: func(c *Config, v string) error {
 				v = strings.TrimSpace(v)
 				if v != "" {
-					if err := checkAddr(v); err != nil {
+					if err := checkHostPort(v); err != nil {
 						return err
 					}
 				}
@@ -281,7 +282,7 @@ func addr(service, env, flag string) Setting {
 		Accepted: "host:port, e.g. 127.0.0.1:7002 or :7002",
 		set: func(c *Config, v string) error {
 			v = strings.TrimSpace(v)
-			if err := checkAddr(v); err != nil {
+			if err := checkHostPort(v); err != nil {
 				return err
 			}
 			if c.Addrs == nil {
@@ -293,8 +294,7 @@ func addr(service, env, flag string) Setting {
 		get: func(c *Config) string { return c.Addrs[service] }}
 }
 
-// checkAddr accepts host:port with a port in 0..65535.
-func checkAddr(v string) error {
+func checkHostPort(v string) error {
 	_, port, err := net.SplitHostPort(v)
 	if err != nil {
 		return errInvalid
