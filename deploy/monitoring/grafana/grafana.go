@@ -214,4 +214,3 @@ func variable(name, label, query string) *dashboard.QueryVariableBuilder {
 			Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("$__all")},
 		})
 }
-
