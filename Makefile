@@ -40,10 +40,11 @@ fuzz: ## fuzz every FuzzXxx for FUZZTIME each (default 20s)
 	  done; \
 	done
 
-rules: ## promtool: check and unit-test the alert rules, check prometheus.yml
-	promtool check rules deploy/monitoring/alert_rules.yml
-	promtool test rules deploy/monitoring/alert_rules_test.yml
+rules: ## promtool and amtool: check and unit-test the rule files, check prometheus.yml and alertmanager.yml
+	promtool check rules deploy/monitoring/*_rules.yml
+	promtool test rules deploy/monitoring/*_rules_test.yml
 	promtool check config deploy/monitoring/prometheus.yml
+	amtool check-config deploy/monitoring/alertmanager.yml
 
 ci: ## run .ci/run (starts PostgreSQL and Redis if needed)
 	bash .ci/run
