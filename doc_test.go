@@ -1,6 +1,7 @@
 package fedrisk_test
 
 import (
+	"go/doc"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 )
+
+// maxSummaryWords bounds a package's one-sentence summary.
+const maxSummaryWords = 45
 
 // TestEveryPackageHasADocComment keeps the layout easy to read: each
 // package says what it is for in a doc comment.
@@ -38,6 +42,7 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 			t.Fatal(err)
 		}
 		documented := false
+		var synopsis string
 		for _, e := range entries {
 			name := e.Name()
 			if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
@@ -49,11 +54,19 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 			}
 			if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
 				documented = true
+				synopsis = new(doc.Package).Synopsis(f.Doc.Text())
 				break
 			}
 		}
 		if !documented {
 			t.Errorf("package in %s has no doc comment", dir)
+			continue
+		}
+		// The summary `go list -f '{{.Doc}}'` and pkg.go.dev show is the
+		// first sentence: it must be one, end with a period and be short.
+		if words := len(strings.Fields(synopsis)); !strings.HasSuffix(synopsis, ".") || words < 5 || words > maxSummaryWords ||
+			strings.Count(synopsis, "(") != strings.Count(synopsis, ")") {
+			t.Errorf("package in %s: summary %q (%d words) must be one whole sentence of 5..%d words ending in a period", dir, synopsis, words, maxSummaryWords)
 		}
 	}
 }

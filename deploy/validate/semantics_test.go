@@ -238,6 +238,9 @@ func TestProbesAndMetricsOnNode(t *testing.T) {
 			go func() { done <- n.Serve(ctx) }()
 			t.Cleanup(func() { cancel(); <-done })
 			if d.Name == "model-serving" {
+				// One request first: the listener shows its own request
+				// series, which exist once it has answered something.
+				get(t, "http://"+n.Addr(config.ServiceServing)+"/health")
 				metricsText, _ = get(t, "http://"+n.Addr(config.ServiceServing)+"/metrics")
 			}
 			for name, port := range ports {

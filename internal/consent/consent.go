@@ -1,6 +1,8 @@
-// Package consent is the legal backbone of fedrisk (PIPL Art. 14, 15, 23, 29,
-// 47; GDPR Art. 7): no party uses a data subject's data without a valid,
-// specific, provable consent, and withdrawing is as easy as granting.
+// Package consent is the legal backbone of fedrisk: no party uses a data
+// subject's data without a valid, specific, provable consent, and
+// withdrawing is as easy as granting.
+//
+// It follows PIPL Art. 14, 15, 23, 29 and 47 and GDPR Art. 7.
 //
 // A Consent binds one subject, one purpose (with a versioned policy text) and
 // one host party — PIPL Art. 23 asks for a separate consent per recipient — to

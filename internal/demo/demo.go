@@ -1,10 +1,11 @@
-// Package demo runs the whole federation on one machine: a guest ("bank")
-// and a host ("partner") node on 127.0.0.1 with development certificates
-// and mutual TLS, the bundled default-credit data split between them with a
-// partial overlap, consents (some missing, some withdrawn), PSI, federated
-// training, model registration, scoring, and the privacy budget drained for
-// one subject to show the refusal. `fedrisk demo` and the end-to-end test
-// both run it.
+// Package demo runs the whole federation on one machine, as `fedrisk demo`
+// and the end-to-end test do.
+//
+// A guest ("bank") and a host ("partner") node run on 127.0.0.1 with
+// development certificates and mutual TLS, with the bundled default-credit
+// data split between them with a partial overlap: consents (some missing,
+// some withdrawn), PSI, federated training, model registration, scoring, and
+// the privacy budget drained for one subject to show the refusal.
 //
 // Every stage goes through the services' own APIs, as a user would, except
 // feature loading, which — like `fedrisk features load` — writes to each

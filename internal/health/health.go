@@ -1,9 +1,10 @@
 // Package health runs a deployment's health checks — the operations
-// runbook's health_check.sh — and reports them: each check is a named probe
-// of one component (a service's /health or /ready, PostgreSQL, Redis,
-// Prometheus, Alertmanager, Grafana, the console, a peer), run concurrently
-// under a deadline, printed as a ✅/❌ line per item with the list of
-// failures, or as JSON for scripts.
+// runbook's health_check.sh — and reports them.
+//
+// Each check is a named probe of one component (a service's /health or
+// /ready, PostgreSQL, Redis, Prometheus, Alertmanager, Grafana, the console,
+// a peer), run concurrently under a deadline, printed as a ✅/❌ line per item
+// with the list of failures, or as JSON for scripts.
 //
 // The package knows nothing of HTTP, databases or the configuration: probes
 // are functions, built by the adapter package healthprobe from a node's

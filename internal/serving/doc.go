@@ -1,10 +1,14 @@
-// Package serving is federated scoring: the guest combines its own partial
-// score with each host's clipped, noised partial score into a probability of
-// default, a scorecard score and reason codes; a host answers partial-score
-// requests only for subjects with a valid consent token, under its privacy
-// budget. The package holds the domain (no net/http): serving/servingapi is
-// the HTTP transport, serving/servingnode wires it into a node, and
-// serving/registry (another package) stores the models.
+// Package serving is federated scoring: a guest's score combined from its
+// own and each host's noised partial score, under consent and privacy
+// budgets.
+//
+// The guest combines its own partial score with each host's clipped, noised
+// partial score into a probability of default, a scorecard score and reason
+// codes; a host answers partial-score requests only for subjects with a
+// valid consent token, under its privacy budget. The package holds the
+// domain (no net/http): serving/servingapi is the HTTP transport,
+// serving/servingnode wires it into a node, and serving/registry (another
+// package) stores the models.
 //
 // # The guest (Guest)
 //

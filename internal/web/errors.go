@@ -1,8 +1,9 @@
-// Package web holds the HTTP conventions every fedrisk service shares:
-// JSON errors ({"error":{"code":"...","message":"..."}}), strict JSON
-// request decoding under a body-size limit, request ids, structured access
-// logs, Prometheus request metrics labelled by route template (never by raw
-// path), /health, /ready and /metrics, and a server with timeouts and
+// Package web holds the HTTP conventions every fedrisk service shares.
+//
+// They are JSON errors ({"error":{"code":"...","message":"..."}}), strict
+// JSON request decoding under a body-size limit, request ids, structured
+// access logs, Prometheus request metrics labelled by route template (never
+// by raw path), /health, /ready and /metrics, and a server with timeouts and
 // graceful shutdown.
 //
 // Domain packages never import net/http; their transport adapters use this

@@ -1,8 +1,10 @@
-// Package authhttp is the HTTP side of internal/auth, shared by every
-// service's API: it finds the principal of a request — a peer party by its
-// verified mutual-TLS certificate, a bearer-token holder, or, only while
-// AUTH_REQUIRED is false, a caller on the loopback interface — and guards
-// handlers by role, answering 401, 403 or 503 as JSON errors.
+// Package authhttp is the HTTP side of internal/auth that every service's
+// API shares: who is calling, and may they.
+//
+// It finds the principal of a request — a peer party by its verified mutual-
+// TLS certificate, a bearer-token holder, or, only while AUTH_REQUIRED is
+// false, a caller on the loopback interface — and guards handlers by role,
+// answering 401, 403 or 503 as JSON errors.
 package authhttp
 
 import (

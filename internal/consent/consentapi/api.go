@@ -1,9 +1,12 @@
-// Package consentapi is the HTTP transport of the consent service: JSON
-// request and response shapes, the mapping of domain errors to statuses,
-// authentication (bearer tokens with roles, peer certificates, or loopback
-// only while AUTH_REQUIRED is false), the JWKS, the OpenAPI document and the
-// revocation stream that hosts follow — and, on the host's side, the
-// Verifier that checks a guest's tokens against that JWKS and stream.
+// Package consentapi is the HTTP transport of the consent service, and the
+// host's verifier of the tokens it issues.
+//
+// It holds the JSON request and response shapes, the mapping of domain
+// errors to statuses, authentication (bearer tokens with roles, peer
+// certificates, or loopback only while AUTH_REQUIRED is false), the JWKS,
+// the OpenAPI document and the revocation stream that hosts follow — and, on
+// the host's side, the Verifier that checks a guest's tokens against that
+// JWKS and stream.
 package consentapi
 
 import (

@@ -1,6 +1,8 @@
-// Package featuresapi is the HTTP transport of the online feature store,
-// in the shape of Feast's feature server so that Feast clients and habits
-// carry over:
+// Package featuresapi is the HTTP transport of the online feature store, in
+// the shape of Feast's feature server so that Feast clients and habits carry
+// over.
+//
+// Its routes:
 //
 //	POST {prefix}/get-online-features   {"features": ["view:feature", ...],
 //	                                     "entities": {"id": [25115, "2346"]},

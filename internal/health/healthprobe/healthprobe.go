@@ -1,10 +1,12 @@
-// Package healthprobe builds the probes of package health: HTTP GETs of
-// fedrisk's /health and /ready (over mutual TLS with the node's client
-// certificate, with a bearer token when one is given), of Prometheus's and
-// Alertmanager's /-/healthy and Grafana's /api/health, a PostgreSQL
-// connection and a Redis PING. Targets come from a node's configuration
-// (FromConfig: its listeners, ops listener, peers, DATABASE_URL, REDIS_URL)
-// and from explicit URLs.
+// Package healthprobe builds the probes of package health, with their
+// targets from a node's configuration or explicit URLs.
+//
+// It probes fedrisk's /health and /ready (over mutual TLS with the node's
+// client certificate, with a bearer token when one is given), Prometheus's
+// and Alertmanager's /-/healthy, Grafana's /api/health, PostgreSQL (a
+// connection and a query) and Redis (PING). Targets come from a node's
+// configuration (FromConfig: its listeners, ops listener, peers,
+// DATABASE_URL, REDIS_URL) and from explicit URLs.
 package healthprobe
 
 import (

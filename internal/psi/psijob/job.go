@@ -1,7 +1,9 @@
 // Package psijob runs private set intersection jobs between two parties on
-// top of the cryptographic core in internal/psi: the guest's Runner, which
-// drives a job through a Peer batch by batch with a checkpoint after every
-// batch, and the host's Sessions, which answer a registered guest.
+// top of the cryptographic core in internal/psi.
+//
+// The guest's Runner drives a job through a Peer batch by batch with a
+// checkpoint after every batch, and the host's Sessions answer a registered
+// guest.
 //
 // The protocol of one session (ECDH-PSI over ristretto255):
 //

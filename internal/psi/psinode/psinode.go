@@ -1,10 +1,12 @@
 // Package psinode assembles the PSI service of one node from the node's
-// shared resources: the SQL store, the guest runner and its scheduler
-// (which resumes unfinished guest jobs at start), the host's session
-// manager with its idle-session expiry, the consent filter (the node's
-// consent domain, or the consent service at consent_service_url over
-// HTTP(S): RemoteConsent) and the HTTP API. Results and session state are
-// sealed with the node's key manager.
+// shared resources.
+//
+// It builds the SQL store, the guest runner and its scheduler (which resumes
+// unfinished guest jobs at start), the host's session manager with its idle-
+// session expiry, the consent filter (the node's consent domain, or the
+// consent service at consent_service_url over HTTP(S): RemoteConsent) and
+// the HTTP API. Results and session state are sealed with the node's key
+// manager.
 package psinode
 
 import (

@@ -1,10 +1,10 @@
-// Package sqlpsi implements psijob.Store on the node's SQL database,
-// SQLite or PostgreSQL (internal/sqldb, tables in migrations 0006_psi and
-// 0010_psi_both: a both-learn job is stored as mode 'intersection' with
-// reveal_to_host = 1, because 0006's CHECK on the mode cannot be changed
-// portably), and
-// psijob.TableReader, which reads one column of a table of that database
-// as a job's input.
+// Package sqlpsi implements psijob.Store and psijob.TableReader on the
+// node's SQL database, SQLite or PostgreSQL.
+//
+// Its tables come from migrations 0006_psi and 0010_psi_both: a both-learn
+// job is stored as mode 'intersection' with reveal_to_host = 1, because
+// 0006's CHECK on the mode cannot be changed portably. The TableReader reads
+// one column of a table of that database as a job's input.
 //
 // Read-modify-write updates (UpdateJob, UpdateSession, ClaimJob) run in one
 // transaction that locks the row first (SELECT ... FOR UPDATE on

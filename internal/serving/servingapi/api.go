@@ -1,4 +1,6 @@
-// Package servingapi is the HTTP transport of federated scoring:
+// Package servingapi is the HTTP transport of federated scoring.
+//
+// Its routes:
 //
 //	guest client API (role operator; loopback callers while AUTH_REQUIRED is false)
 //	  POST /score                 score one subject (also POST /score/v1/score)

@@ -1,5 +1,7 @@
 // Package servingnode assembles the scoring service (model-serving) of one
-// node: the feature store (features over sqlfeatures, cached in the node
+// node.
+//
+// It builds the feature store (features over sqlfeatures, cached in the node
 // cache, with its Feast-shaped API under /score/features), and by role
 //
 //   - on a guest, serving.Guest: consent tokens verified (and issued from

@@ -1,9 +1,10 @@
-// Package dataset holds one party's training table and the data plumbing of
-// vertical federated training that each party does on its own: reading the
-// party's CSV, aligning rows on the PSI result, the deterministic
-// train/validation/test split both parties compute from the identifiers
-// without talking, local standardisation, and a synthetic generator with a
-// planted logistic model for benchmarks.
+// Package dataset is the data plumbing each party of vertical federated
+// training does on its own.
+//
+// It reads the party's CSV, aligns rows on the PSI result, computes the
+// deterministic train/validation/test split both parties derive from the
+// identifiers without talking, standardises locally, and generates synthetic
+// data with a planted logistic model for benchmarks.
 //
 // A guest table has a label column (y, 1 = default); a host table has none.
 // Identifiers are opaque strings; they never leave the party (the split

@@ -1,9 +1,12 @@
-// Package lr is fedrisk's plaintext logistic regression: mini-batch
-// gradient descent with L2 regularisation, a learning-rate schedule, class
-// weights for imbalanced labels, early stopping on validation loss, and
-// either the exact sigmoid or its first-order Taylor approximation
-// 0.5 + u/4 (the one the federated path can evaluate under encryption).
-// It also computes the metrics: exact AUC with ties, KS and log-loss.
+// Package lr is fedrisk's plaintext logistic regression and its metrics: the
+// test oracle and centralized baseline of federated training.
+//
+// It trains by mini-batch gradient descent with L2 regularisation, a
+// learning-rate schedule, class weights for imbalanced labels, early
+// stopping on validation loss, and either the exact sigmoid or its first-
+// order Taylor approximation 0.5 + u/4 (the one the federated path can
+// evaluate under encryption). It also computes the metrics: exact AUC with
+// ties, KS and log-loss.
 //
 // Its role in fedrisk is the oracle: the centralized baseline trained on
 // the joined data, against which the federated trainer is tested. It is

@@ -1,5 +1,7 @@
 // Command gen writes fedrisk's Grafana dashboards (package grafana) as JSON
-// into a directory, dashboards/ beside the package by default:
+// into a directory.
+//
+// By default the directory is dashboards/ beside the package:
 //
 //	go generate ./monitoring/grafana   (from deploy/)
 //	go run ./monitoring/grafana/gen -out monitoring/grafana/dashboards

@@ -1,5 +1,7 @@
 // Package registryapi is the HTTP admin API of the model registry, mounted
-// on the serving listener under /score:
+// on the serving listener under /score.
+//
+// Its routes:
 //
 //	GET  {prefix}/v1/models                              every model, its versions and labels
 //	GET  {prefix}/v1/models/{id}                         one model, with its label history
