@@ -4,8 +4,10 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE   ?= localhost/fedrisk:$(VERSION)
 PODMAN  ?= podman
+STATICCHECK ?= staticcheck
+STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test race check fmt vet bench fuzz rules ci clean image image-check deploy-test
+.PHONY: help build test race check fmt vet lint bench fuzz rules ci clean image image-check deploy-test contract
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,9 +27,14 @@ fmt: ## format the code
 vet: ## go vet
 	$(GO) vet $(PKGS)
 
-check: ## gofmt check, go vet and the tests: what CI runs
+lint: ## staticcheck on both modules (go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))
+	$(STATICCHECK) $(PKGS)
+	cd deploy && $(STATICCHECK) ./...
+
+check: ## gofmt check, go vet, staticcheck and the tests
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet $(PKGS)
+	$(MAKE) lint
 	$(GO) test $(PKGS)
 
 bench: ## run the Go benchmarks (numbers go to docs/benchmarks.md)
@@ -67,6 +74,9 @@ image-check: ## check the built image by its contents: config, size, non-root, /
 
 deploy-test: ## the deploy module's tests: compose-go, helm render + lint, strict decoding, semantics against a real node
 	cd deploy && $(GO) test -count=1 ./...
+
+contract: ## the README's run command in a fresh clone, exactly as written, stopped with SIGINT
+	bash scripts/readme-contract.sh check-run
 
 clean: ## remove build output and the default data directory
 	rm -rf bin fedrisk-data

@@ -70,9 +70,6 @@ func (cf *clientFlags) client() (*apiClient, error) {
 	return c, nil
 }
 
-// apiError is a JSON error answered by the server.
-type apiError = apiclient.Error
-
 // do sends body (nil for none) and decodes the JSON answer into out.
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any, header ...string) (http.Header, error) {
 	if _, err := url.Parse(c.base + path); err != nil {

@@ -43,7 +43,7 @@ func loadCompose(t *testing.T) (*types.Project, map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := cli.ProjectFromOptions(context.Background(), opts)
+	p, err := opts.LoadProject(context.Background())
 	if err != nil {
 		t.Fatalf("compose-go: %v", err)
 	}

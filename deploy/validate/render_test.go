@@ -377,8 +377,6 @@ func find[T any](objs []object) []*T {
 	return out
 }
 
-func fmtLabels(m map[string]string) string { return fmt.Sprint(m) }
-
 // TestStrictDecodingRefusesTypos: the decoders above are strict, so a
 // misspelt field fails instead of being dropped.
 func TestStrictDecodingRefusesTypos(t *testing.T) {

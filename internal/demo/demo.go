@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -552,24 +551,6 @@ func postgresSchemaURL(ctx context.Context, base, schema string) (string, error)
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-// tlsFor returns a client TLS config with the demo CA and, optionally, a
-// party's client certificate.
-func (d *Demo) tlsFor(party string) (*tls.Config, error) {
-	pool, err := pki.LoadCertPool(d.Certs.CACert)
-	if err != nil {
-		return nil, err
-	}
-	if party == "" {
-		return pki.ClientConfig(nil, pool), nil
-	}
-	f := d.Certs.Parties[party]
-	kp, err := pki.LoadKeyPair(f.ClientCert, f.ClientKey)
-	if err != nil {
-		return nil, err
-	}
-	return pki.ClientConfig(&kp, pool), nil
 }
 
 func validSchema(s string) bool {

@@ -377,7 +377,7 @@ func parseEventTime(s string) (time.Time, error) {
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if n < 0 || n > 1<<36 {
-			return time.Time{}, errors.New("Unix time out of range")
+			return time.Time{}, errors.New("unix time out of range")
 		}
 		return time.Unix(n, 0).UTC(), nil
 	}

@@ -121,7 +121,7 @@ func TestSessionTag(t *testing.T) {
 	if psi.SessionTagOf([]byte("a")) == psi.SessionTagOf([]byte("b")) {
 		t.Fatal("two sessions share a tag")
 	}
-	if psi.SessionTagOf([]byte("a")) != psi.SessionTagOf([]byte("a")) {
+	if a, b := psi.SessionTagOf([]byte("a")), psi.SessionTagOf([]byte("a")); a != b {
 		t.Fatal("session tag not deterministic")
 	}
 }

@@ -179,8 +179,6 @@ func newLayout(n, maxBatch int) (layout, error) {
 	return layout{Stride: st, PerCt: n / st}, nil
 }
 
-func (l layout) chunks(features int) int { return (features + l.PerCt - 1) / l.PerCt }
-
 // budget is the fixed-point and noise plan of a session, computed by the
 // guest from the parameters and the public sizes, sent in Hello, and
 // re-checked by every host.
