@@ -57,9 +57,9 @@ check-run)
   cd "$work/fedrisk"
   echo "== readme-contract: in a fresh clone ($work/fedrisk): $cmd"
   start=$(date +%s)
-  # A process group of its own, so SIGINT reaches `go run` and the program
+  # A process group of its own, so SIGINT reaches the shell and the program
   # it runs, as Ctrl-C in a terminal does.
-  setsid bash -c "exec $cmd" >"$work/out.txt" 2>&1 &
+  setsid bash -c "$cmd" >"$work/out.txt" 2>&1 &
   pid=$!
   until grep -q "Serving until Ctrl-C" "$work/out.txt"; do
     if ! kill -0 "$pid" 2>/dev/null; then
