@@ -22,6 +22,10 @@ type RedisOptions struct {
 	PingTimeout time.Duration
 	// SubscriberBuffer is each subscription's buffer, in messages. Default 64.
 	SubscriberBuffer int
+	// OpTimeout bounds each command (Get, Set, Delete, Incr, Publish) when
+	// the caller's deadline is later: a stalled or partitioned Redis costs
+	// a cache miss of this length, never a hung request. Default 250ms.
+	OpTimeout time.Duration
 }
 
 // Redis is the [Cache] backed by a Redis server.
@@ -39,8 +43,9 @@ type Redis struct {
 // or password fails at startup. Later outages are survived: the client
 // reconnects by itself. Unless the URL sets them (dial_timeout,
 // max_retries), it uses a 2s dial timeout, one dial retry and one command
-// retry, so calls fail fast while Redis is down; caller deadlines apply to
-// every call.
+// retry, so calls fail fast while Redis is down; every command is bounded
+// by RedisOptions.OpTimeout (and the caller's deadline), so a stalled Redis
+// costs a short wait, never a hung request.
 func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, error) {
 	r, err := newRedis(rawURL, opts)
 	if err != nil {
@@ -83,6 +88,9 @@ func newRedis(rawURL string, opts RedisOptions) (*Redis, error) {
 	if opts.SubscriberBuffer <= 0 {
 		opts.SubscriberBuffer = 64
 	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = 250 * time.Millisecond
+	}
 	return &Redis{c: redis.NewClient(ro), opts: opts, subs: make(map[*redisSub]struct{})}, nil
 }
 
@@ -92,12 +100,19 @@ func (r *Redis) key(class Class, key string) (string, error) {
 
 func (r *Redis) channel(name string) string { return r.opts.Prefix + ":" + name }
 
+// op bounds one command by OpTimeout.
+func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.opts.OpTimeout)
+}
+
 // Get implements [Cache].
 func (r *Redis) Get(ctx context.Context, class Class, key string) ([]byte, bool, error) {
 	k, err := r.key(class, key)
 	if err != nil {
 		return nil, false, err
 	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
 	val, err := r.c.Get(ctx, k).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -114,6 +129,8 @@ func (r *Redis) Set(ctx context.Context, class Class, key string, val []byte, tt
 	if err != nil {
 		return err
 	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
 	if err := r.c.Set(ctx, k, val, class.ttlFor(ttl)).Err(); err != nil {
 		return fmt.Errorf("cache: set %s: %w", class.Name, err)
 	}
@@ -126,6 +143,8 @@ func (r *Redis) Delete(ctx context.Context, class Class, key string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
 	if err := r.c.Del(ctx, k).Err(); err != nil {
 		return fmt.Errorf("cache: delete %s: %w", class.Name, err)
 	}
@@ -139,6 +158,8 @@ func (r *Redis) Incr(ctx context.Context, class Class, key string, delta int64, 
 	if err != nil {
 		return 0, err
 	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
 	var n *redis.IntCmd
 	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SetNX(ctx, k, 0, class.ttlFor(ttl))
@@ -186,6 +207,8 @@ func parseInfoInt(info, field string) (int64, error) {
 
 // Publish implements [Cache].
 func (r *Redis) Publish(ctx context.Context, channel string, msg []byte) error {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
 	if err := r.c.Publish(ctx, r.channel(channel), msg).Err(); err != nil {
 		return fmt.Errorf("cache: publish: %w", err)
 	}

@@ -63,6 +63,10 @@ type Config struct {
 	// committed (withdrawal, deletion, renewal): the revocation stream
 	// wakes up at once instead of at its next tick.
 	Revoked func()
+	// RevocationLog is where revocations are committed (the audit log).
+	// With it, and WatchRevocations running, verifications are cached;
+	// without, every verification reads the database.
+	RevocationLog RevocationLog
 }
 
 // Controller is the PII controller named in receipts.
@@ -88,6 +92,8 @@ type Service struct {
 	cache  Cache
 	cfg    Config
 	log    *slog.Logger
+	// watch follows the revocation log (WatchRevocations).
+	watch *watch
 }
 
 // NewService wires a Service.
@@ -113,8 +119,11 @@ func NewService(store Store, crypto Crypto, keys KeySource, auditor Auditor, rea
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// A denial is kept as long as a verification cached before it could
+	// live (the consent_tokens class TTL), plus the clock skew tolerated.
+	keep := max(cfg.TokenTTL, cache.ConsentTokens().TTL) + 2*cfg.Leeway
 	return &Service{store: store, crypto: crypto, keys: keys, auditor: auditor, failures: NewSampledAuditor(auditor, 20),
-		reader: reader, cache: c, cfg: cfg, log: log, parsed: NewTokenCache(0)}
+		reader: reader, cache: c, cfg: cfg, log: log, parsed: NewTokenCache(0), watch: newWatch(keep)}
 }
 
 // TokenTTL is the lifetime of consent tokens.
@@ -198,8 +207,18 @@ func (s *Service) PublishPolicy(ctx context.Context, purpose, text, actor string
 	}
 	if p.RenewOnNewPolicy {
 		defer s.revoked()
-		// Cached verifications of tokens under older versions stop counting.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		// Cached verifications of tokens under older versions stop counting:
+		// in this process at once (every one cached before the log's head
+		// now), elsewhere when the watch reads the purge, and through the
+		// shared cache's policy version meanwhile.
+		if s.cfg.RevocationLog != nil {
+			if h, err := s.cfg.RevocationLog.Head(ctx); err == nil {
+				s.watch.purge(purpose, h)
+			} else {
+				s.watch.stale() // trust nothing cached until the watch reads the purge
+			}
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), denyTimeout)
 		defer cancel()
 		if err := s.cache.Set(cctx, cache.ConsentTokens(), policyKey(purpose), []byte(strconv.Itoa(pol.Version)), s.cfg.TokenTTL+2*s.cfg.Leeway); err != nil {
 			s.log.WarnContext(ctx, "policy version cache write failed", "purpose", purpose, "err", err)
@@ -369,6 +388,7 @@ func (s *Service) grant(ctx context.Context, r GrantRequest) (Consent, bool, err
 		return Consent{}, false, err
 	}
 	if supersede != "" {
+		s.watch.deny(supersede, s.cfg.Now())
 		s.deny(ctx, supersede)
 		s.revoked()
 	}
@@ -478,40 +498,43 @@ func (s *Service) Withdraw(ctx context.Context, id, actor string) (Consent, erro
 	}
 	ev := audit.Event{At: now, Actor: actor, Action: "consent.withdraw", Subject: c.SubjectRef, Object: id,
 		Details: map[string]string{"purpose": c.Purpose, "party": c.Party}}
-	// Deny first: once the withdrawal is acknowledged no cached
-	// verification may outlive it. A denial of a consent that then turns
-	// out not to be active is harmless.
+	// Deny in the shared cache first, so other replicas refuse the
+	// consent's tokens before they read the withdrawal from the log. A
+	// denial of a consent that then turns out not to be active is
+	// harmless; one the cache could not take is covered by the log, which
+	// every process follows (WatchRevocations).
 	s.deny(ctx, id)
 	c, err = s.store.Withdraw(ctx, id, now, ev)
 	if err != nil {
 		return Consent{}, fmt.Errorf("withdraw: %w", err)
 	}
+	s.watch.deny(id, s.cfg.Now())
 	s.revoked()
 	return c, nil
 }
 
-// deny puts a consent on the token denylist until every token it could
-// have issued has expired and drops its cached verification, under a
-// context of its own so a client hanging up cannot cut it short. Hosts
-// learn of the withdrawal from the audit log (the revocation stream), not
-// from here. If the cache cannot be written at all it cannot be read
-// either, and verification falls back to the database.
+// deny puts a consent on the shared cache's token denylist until every
+// token it could have issued has expired and drops its cached
+// verification, under a short deadline of its own so neither a client
+// hanging up nor a stalled cache holds the withdrawal up. It is a fast
+// path only: correctness comes from the revocation log, which this and
+// every other process follow (WatchRevocations), and which hosts follow
+// through the revocation stream.
 func (s *Service) deny(ctx context.Context, consentID string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), denyTimeout)
 	defer cancel()
-	ttl := s.cfg.TokenTTL + 2*s.cfg.Leeway
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		if err = s.cache.Set(ctx, cache.ConsentTokens(), denyKey(consentID), []byte("1"), ttl); err == nil {
-			err = s.cache.Delete(ctx, cache.ConsentTokens(), okKey(consentID))
-		}
-		if err == nil {
-			return
-		}
-		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+	ttl := max(s.cfg.TokenTTL, cache.ConsentTokens().TTL) + 2*s.cfg.Leeway
+	err := s.cache.Set(ctx, cache.ConsentTokens(), denyKey(consentID), []byte("1"), ttl)
+	if err == nil {
+		err = s.cache.Delete(ctx, cache.ConsentTokens(), okKey(consentID))
 	}
-	s.log.WarnContext(ctx, "token denylist write failed", "consent_id", consentID, "err", err)
+	if err != nil {
+		s.log.WarnContext(ctx, "token denylist write failed: the revocation log covers it", "consent_id", consentID, "err", err)
+	}
 }
+
+// denyTimeout bounds the cache writes of a withdrawal.
+const denyTimeout = 500 * time.Millisecond
 
 func (s *Service) revoked() {
 	if s.cfg.Revoked != nil {
@@ -648,6 +671,7 @@ func (s *Service) DeleteSubject(ctx context.Context, subject, actor string) (Del
 		return DeleteResult{}, fmt.Errorf("delete subject: %w", err)
 	}
 	for _, id := range withdrawn {
+		s.watch.deny(id, s.cfg.Now())
 		s.deny(ctx, id)
 	}
 	s.revoked()

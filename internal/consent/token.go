@@ -262,16 +262,28 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 	if denied, _, err := s.cache.Get(ctx, cache.ConsentTokens(), denyKey(claims.ConsentID)); err == nil && denied != nil {
 		return claims, reject("revoked", "consent withdrawn")
 	}
-	if _, found, err := s.cache.Get(ctx, cache.ConsentTokens(), okKey(claims.ConsentID)); err == nil && found {
-		// The consent was confirmed active recently; a newer policy that
-		// asks for renewal overrides that.
+	if at, found, err := s.cache.Get(ctx, cache.ConsentTokens(), okKey(claims.ConsentID)); err == nil && found {
+		// The consent was confirmed active at log position at; it still is
+		// unless the revocation log says otherwise since (a withdrawal wins
+		// over the cache even when the cache missed its denial), and a
+		// newer policy that asks for renewal overrides that too.
+		seq, _ := strconv.ParseInt(string(at), 10, 64)
 		pv, hasPV, err := s.cache.Get(ctx, cache.ConsentTokens(), policyKey(claims.Purpose))
-		if current, _ := strconv.Atoi(string(pv)); err == nil && (!hasPV || claims.PolicyVersion >= current) {
+		if current, _ := strconv.Atoi(string(pv)); err == nil && (!hasPV || claims.PolicyVersion >= current) &&
+			s.watch.trusts(claims.ConsentID, claims.Purpose, seq, now) {
 			return claims, nil
 		}
 	}
 	if !validConsentID(claims.ConsentID) {
 		return claims, reject("revoked", "unknown consent")
+	}
+	// The log's head before the consent is read: a revocation after it is
+	// one the watch will know of, so the cached result may name it.
+	var at int64 = -1
+	if s.cfg.RevocationLog != nil {
+		if h, err := s.cfg.RevocationLog.Head(ctx); err == nil {
+			at = h
+		}
 	}
 	c, err := s.store.GetConsent(ctx, claims.ConsentID)
 	if errors.Is(err, ErrNotFound) {
@@ -289,8 +301,8 @@ func (s *Service) verify(ctx context.Context, token string, want Expect) (Claims
 	if ttl > cache.ConsentTokens().TTL {
 		ttl = cache.ConsentTokens().TTL
 	}
-	if ttl > 0 {
-		if err := s.cache.Set(ctx, cache.ConsentTokens(), okKey(c.ID), []byte("1"), ttl); err != nil {
+	if ttl > 0 && at >= 0 {
+		if err := s.cache.Set(ctx, cache.ConsentTokens(), okKey(c.ID), []byte(strconv.FormatInt(at, 10)), ttl); err != nil {
 			s.log.DebugContext(ctx, "verification cache write failed", "err", err)
 		}
 	}

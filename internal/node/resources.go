@@ -127,6 +127,13 @@ func Open(ctx context.Context, cfg config.Config, o OpenOptions) (_ *Resources, 
 	r.Revocations = consentnode.NewBroadcast()
 	r.Consent = consentnode.Domain(consentnode.DomainDeps{Party: cfg.Party, DB: r.DB, Keys: r.Keys, Audit: r.Audit, Cache: r.Cache,
 		SubjectRefKey: r.SubjectRefKey, Revoked: r.Revocations.Notify, Log: r.Log.With("component", "consent")})
+	// The consent domain follows the revocation log, so no cached
+	// verification outlives a withdrawal made by any process on this
+	// database, whatever the cache does.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watching := make(chan struct{})
+	go func() { defer close(watching); r.Consent.WatchRevocations(watchCtx) }()
+	r.push(func() error { stopWatch(); <-watching; return nil })
 
 	names := make([]string, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {

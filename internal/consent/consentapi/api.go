@@ -54,15 +54,8 @@ type JWKSource interface {
 // Authenticator resolves bearer tokens.
 type Authenticator = authhttp.Authenticator
 
-// Revocation is one event of the revocation stream: a consent that no
-// longer backs its tokens ("revoked"), or a purpose whose earlier
-// verifications no longer count ("purge": a new policy asks for renewal).
-type Revocation struct {
-	Seq       int64
-	Kind      string // "revoked" or "purge"
-	ConsentID string
-	Purpose   string
-}
+// Revocation is one event of the revocation stream (consent.Revocation).
+type Revocation = consent.Revocation
 
 // Revocations reads revocations from the audit log, which is written in the
 // same transaction as the change: nothing acknowledged is missed, and a

@@ -71,6 +71,7 @@ func Domain(d DomainDeps) *consent.Service {
 		Controller:    consent.Controller{Name: d.Party},
 		Revoked:       d.Revoked,
 		SubjectRefKey: d.SubjectRefKey,
+		RevocationLog: Revocations{d.Audit},
 	}, d.Log)
 }
 
@@ -114,7 +115,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, errors.New("consent service: domain, keys, audit log and revocations are required")
 	}
 	alog := d.Audit
-	api := consentapi.New(d.Domain, jwksSource{d.Keys}, d.Tokens, revocations{alog}, consentapi.Options{
+	api := consentapi.New(d.Domain, jwksSource{d.Keys}, d.Tokens, Revocations{alog}, consentapi.Options{
 		AuthRequired: d.AuthRequired,
 		PeerParty:    d.Peers.CertParty,
 		Auditor:      consent.NewSampledAuditor(alog, 20),
@@ -232,19 +233,22 @@ func (j jwksSource) JWKSJSON(ctx context.Context) ([]byte, error) {
 	return json.Marshal(set)
 }
 
-// revocations reads the revocation stream's events from the audit log.
-type revocations struct{ log *sqlaudit.Log }
+// Revocations reads revocations from the audit log: the revocation stream
+// hosts follow, and the consent domain's watch.
+type Revocations struct{ Log *sqlaudit.Log }
 
-func (r revocations) Head(ctx context.Context) (int64, error) { return r.log.Head(ctx) }
+// Head implements consent.RevocationLog.
+func (r Revocations) Head(ctx context.Context) (int64, error) { return r.Log.Head(ctx) }
 
-func (r revocations) Since(ctx context.Context, party string, after int64, limit int) ([]consentapi.Revocation, int64, error) {
+// Since implements consent.RevocationLog.
+func (r Revocations) Since(ctx context.Context, party string, after int64, limit int) ([]consent.Revocation, int64, error) {
 	// Read the head first: entries up to it are all committed (appends
 	// are serialised through commit), so the stream may move past them.
-	head, err := r.log.Head(ctx)
+	head, err := r.Log.Head(ctx)
 	if err != nil {
 		return nil, after, err
 	}
-	entries, err := r.log.List(ctx, sqlaudit.Filter{AfterSeq: after, Limit: limit,
+	entries, err := r.Log.List(ctx, sqlaudit.Filter{AfterSeq: after, Limit: limit,
 		Actions: []string{"consent.withdraw", "consent.grant", "purpose.publish_policy"}})
 	if err != nil {
 		return nil, after, err
@@ -253,7 +257,7 @@ func (r revocations) Since(ctx context.Context, party string, after int64, limit
 	if len(entries) == limit {
 		upTo = entries[len(entries)-1].Seq
 	}
-	var out []consentapi.Revocation
+	var out []consent.Revocation
 	for _, e := range entries {
 		if e.Seq > upTo {
 			break
@@ -261,11 +265,11 @@ func (r revocations) Since(ctx context.Context, party string, after int64, limit
 		upTo = max(upTo, e.Seq)
 		switch {
 		case e.Action == "consent.withdraw" && (party == "" || e.Details["party"] == party):
-			out = append(out, consentapi.Revocation{Seq: e.Seq, Kind: "revoked", ConsentID: e.Object})
+			out = append(out, consent.Revocation{Seq: e.Seq, Kind: "revoked", ConsentID: e.Object})
 		case e.Action == "consent.grant" && e.Details["supersedes"] != "" && (party == "" || e.Details["party"] == party):
-			out = append(out, consentapi.Revocation{Seq: e.Seq, Kind: "revoked", ConsentID: e.Details["supersedes"]})
+			out = append(out, consent.Revocation{Seq: e.Seq, Kind: "revoked", ConsentID: e.Details["supersedes"]})
 		case e.Action == "purpose.publish_policy" && e.Details["renewal_required"] == "true":
-			out = append(out, consentapi.Revocation{Seq: e.Seq, Kind: "purge", Purpose: e.Object})
+			out = append(out, consent.Revocation{Seq: e.Seq, Kind: "purge", Purpose: e.Object})
 		}
 	}
 	return out, upTo, nil
