@@ -64,6 +64,11 @@ type Service interface {
 	Close() error
 }
 
+// ListenerTLS is implemented by services whose listener has a TLS
+// configuration of its own (the console: it faces browsers, not peers);
+// nil means plain HTTP.
+type ListenerTLS interface{ ListenerTLS() *tls.Config }
+
 // Drainer is implemented by services with long-lived requests (streams)
 // that must end when shutdown begins, or the grace period would wait on them.
 type Drainer interface{ Drain() }
@@ -168,10 +173,14 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 		web.Mount(mux, opts.Registry, checks, cfg.HTTP.PeerTimeout, n)
 		svc.Mount(mux)
 		h := web.Middleware{Service: name, Log: slog, Metrics: metrics, MaxBodyBytes: cfg.HTTP.MaxBodyBytes}.Wrap(mux)
+		listenTLS := serverTLS
+		if lt, ok := svc.(ListenerTLS); ok {
+			listenTLS = lt.ListenerTLS()
+		}
 		srv, err := web.Listen(name, cfg.Addrs[name], h, web.Timeouts{
 			ReadHeader: cfg.HTTP.ReadHeaderTimeout, Read: cfg.HTTP.ReadTimeout,
 			Write: cfg.HTTP.WriteTimeout, Idle: cfg.HTTP.IdleTimeout,
-		}, serverTLS, slog)
+		}, listenTLS, slog)
 		if err != nil {
 			return nil, err
 		}

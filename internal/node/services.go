@@ -10,6 +10,7 @@ import (
 	"github.com/fedrisk/fedrisk/internal/auth/sqlauth"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/console/consolenode"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
 	"github.com/fedrisk/fedrisk/internal/serving"
 	"github.com/fedrisk/fedrisk/internal/serving/registry"
@@ -28,7 +29,12 @@ func Builtin() map[string]Factory {
 		config.ServiceConsent: withInfo("consent-service", "/consent", consentService),
 		config.ServicePSI:     withInfo("psi-service", "/psi", psiService),
 		config.ServiceServing: withInfo("model-serving", "/score", servingService),
+		config.ServiceConsole: consoleService,
 	}
+}
+
+func consoleService(ctx context.Context, d Deps) (Service, error) {
+	return consolenode.New(ctx, consolenode.Deps{Config: d.Config, Log: d.Log})
 }
 
 func consentService(ctx context.Context, d Deps) (Service, error) {
@@ -116,6 +122,8 @@ type Info struct {
 	Release       string `json:"release"` // VERSION: stable or canary
 	SchemaVersion int    `json:"schema_version"`
 	SecurityMode  string `json:"security_mode"`
+	AuthRequired  bool   `json:"auth_required"`
+	AuditLevel    string `json:"audit_level"`
 }
 
 // infoService answers GET {prefix}/info. The domain routes of each service
@@ -141,6 +149,7 @@ func (s *info) Mount(mux *http.ServeMux) {
 		web.WriteJSON(w, http.StatusOK, Info{
 			Service: s.name, Party: s.d.Config.Party, Role: s.d.Config.Role, Build: s.d.Build,
 			Release: s.d.Config.Version, SchemaVersion: v, SecurityMode: s.d.Config.SecurityMode,
+			AuthRequired: s.d.Config.AuthRequired, AuditLevel: s.d.Config.AuditLevel,
 		})
 	})
 }
