@@ -334,9 +334,6 @@ func (b *browser) checkPage(t *testing.T) {
 }
 
 func TestConsoleInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the browser test starts a federation and Chromium (about a minute)")
-	}
 	chromiumPath(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
