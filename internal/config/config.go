@@ -25,10 +25,19 @@ const (
 	ServiceConsent = "consent"
 	ServicePSI     = "psi"
 	ServiceServing = "serving"
+	// ServiceConsole is the web console: it owns nothing and calls the
+	// other services' APIs. It runs only when --services names it.
+	ServiceConsole = "console"
 )
 
-// AllServices lists every service a node can run, in start order.
+// AllServices lists every API service a node can run, in start order: the
+// services peers call and "all" means. The console is apart (see
+// KnownServices).
 func AllServices() []string { return []string{ServiceConsent, ServicePSI, ServiceServing} }
+
+// KnownServices lists every service --services accepts: the API services,
+// then the console.
+func KnownServices() []string { return append(AllServices(), ServiceConsole) }
 
 // Config is the effective configuration of one node.
 type Config struct {
@@ -64,6 +73,8 @@ type Config struct {
 	Peers []Peer
 
 	Scoring Scoring // the scoring service (scoring.* settings)
+
+	Console Console // the web console (console.* settings)
 }
 
 // HTTP holds the limits shared by every listener.
@@ -121,7 +132,7 @@ func Default() Config {
 			ServicePSI:     "127.0.0.1:7001",
 			ServiceConsent: "127.0.0.1:7002",
 			ServiceServing: "127.0.0.1:7003",
-			"console":      "127.0.0.1:8080",
+			ServiceConsole: "127.0.0.1:8080",
 		},
 		MigrateOnStart: true,
 		CacheEnabled:   true,
@@ -173,7 +184,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Validate checks cross-field rules that no single setting can check.
 func (c *Config) Validate() error {
 	if len(c.Services) == 0 {
-		return &Error{Key: "services", Value: "", Accepted: "a non-empty list of " + strings.Join(AllServices(), ", ")}
+		return &Error{Key: "services", Value: "", Accepted: "a non-empty list of " + strings.Join(KnownServices(), ", ")}
 	}
 	for _, s := range c.Services {
 		if c.Addrs[s] == "" {
@@ -223,6 +234,9 @@ func (c *Config) Validate() error {
 				return &Error{Key: key + "." + svc + "_url", Value: p.ServiceURLs[svc], Accepted: "an http:// or https:// URL", Err: err}
 			}
 		}
+	}
+	if (c.Console.TLSCertFile == "") != (c.Console.TLSKeyFile == "") {
+		return &Error{Key: "console.tls_key_file", Value: c.Console.TLSKeyFile, Accepted: "set together with console.tls_cert_file"}
 	}
 	return c.Scoring.validate()
 }

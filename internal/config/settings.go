@@ -38,7 +38,7 @@ func Settings() []Setting {
 		str("data_dir", "FEDRISK_DATA_DIR", "data-dir", "directory of the embedded database and generated files", "a directory path",
 			func(c *Config) *string { return &c.DataDir }, nonEmpty),
 		{Key: "services", Env: "FEDRISK_SERVICES", Flag: "services", Usage: "services to run, comma-separated",
-			Accepted: "a comma-separated list of " + strings.Join(AllServices(), ", "),
+			Accepted: "a comma-separated list of " + strings.Join(KnownServices(), ", ") + " (all: every service but the console)",
 			set: func(c *Config, v string) error {
 				list, err := ParseServices(v)
 				if err == nil {
@@ -50,7 +50,7 @@ func Settings() []Setting {
 		addr(ServiceConsent, "FEDRISK_CONSENT_ADDR", "consent-addr"),
 		addr(ServicePSI, "FEDRISK_PSI_ADDR", "psi-addr"),
 		addr(ServiceServing, "FEDRISK_SERVING_ADDR", "serving-addr"),
-		addr("console", "FEDRISK_CONSOLE_ADDR", "console-addr"),
+		addr(ServiceConsole, "FEDRISK_CONSOLE_ADDR", "console-addr"),
 		{Key: "listen.ops", Env: "FEDRISK_OPS_ADDR", Flag: "ops-addr",
 			Usage:    "operations listener (plain HTTP, never asks for a client certificate): /health, /ready and /metrics of the whole process for kubelet probes, container healthchecks and Prometheus; empty: off",
 			Accepted: "empty or host:port, e.g. :7000",
@@ -177,7 +177,7 @@ func Settings() []Setting {
 		file("tls.client_cert_file", "FEDRISK_TLS_CLIENT_CERT", "tls-client-cert", "this party's client certificate towards peers", func(c *Config) *string { return &c.TLS.ClientCertFile }),
 		file("tls.client_key_file", "FEDRISK_TLS_CLIENT_KEY", "tls-client-key", "key of the client certificate", func(c *Config) *string { return &c.TLS.ClientKeyFile }),
 		boolean("tls.require_client_cert", "FEDRISK_TLS_REQUIRE_CLIENT_CERT", "tls-require-client-cert", "mutual TLS: refuse connections without a client certificate signed by tls.ca_file", func(c *Config) *bool { return &c.TLS.RequireClientCert }),
-	}, scoringSettings()...)
+	}, append(scoringSettings(), consoleSettings()...)...)
 }
 
 // Get returns the printable (redacted) value of key in c.
@@ -351,7 +351,7 @@ func ParseServices(v string) ([]string, error) {
 			continue
 		case s == "all":
 			return AllServices(), nil
-		case !slices.Contains(AllServices(), s):
+		case !slices.Contains(KnownServices(), s):
 			return nil, fmt.Errorf("unknown service %q", s)
 		case !slices.Contains(out, s):
 			out = append(out, s)

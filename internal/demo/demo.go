@@ -59,7 +59,8 @@ type Options struct {
 	// Dir holds everything the demo writes (default ./fedrisk-demo).
 	Dir string
 	// BasePort: the guest listens on BasePort+1 (psi), +2 (consent), +3
-	// (serving); the host on BasePort+11, +12, +13. 0 picks free ports.
+	// (serving), +4 (console); the host on BasePort+11, +12, +13, +14. 0
+	// picks free ports.
 	BasePort int
 	// PostgresURL and RedisURL run the nodes on real servers (each party
 	// gets its own schema and key prefix); empty: SQLite files and
@@ -121,8 +122,8 @@ func (o *Options) Normalize() error {
 	if o.Samples <= 0 {
 		o.Samples = 200
 	}
-	if o.BasePort < 0 || o.BasePort > 65535-13 {
-		return fmt.Errorf("base port must be in 0..%d", 65535-13)
+	if o.BasePort < 0 || o.BasePort > 65535-14 {
+		return fmt.Errorf("base port must be in 0..%d", 65535-14)
 	}
 	return nil
 }
@@ -140,6 +141,10 @@ type Party struct {
 	Input   string // its customers' CSV
 	IDs     []string
 	stopped chan error
+
+	// ConsoleURL is its web console (plain HTTP on loopback) and
+	// ConsoleToken an admin API token to log in with.
+	ConsoleURL, ConsoleToken string
 }
 
 // Demo is a running demo.
@@ -269,7 +274,8 @@ func (d *Demo) startNodes(ctx, nctx context.Context) error {
 	}
 	clientTLS := pki.ClientConfig(nil, pool)
 	mk := func(name, role string, base int) (*Party, error) {
-		p := &Party{Name: name, Dir: filepath.Join(d.opts.Dir, name), URLs: map[string]string{}, Clients: map[string]*apiclient.Client{}}
+		p := &Party{Name: name, Dir: filepath.Join(d.opts.Dir, name), URLs: map[string]string{}, Clients: map[string]*apiclient.Client{},
+			ConsoleURL: "http://127.0.0.1:" + strconv.Itoa(ports[base+3])}
 		for i, svc := range []string{config.ServicePSI, config.ServiceConsent, config.ServiceServing} {
 			p.URLs[svc] = "https://127.0.0.1:" + strconv.Itoa(ports[base+i])
 			p.Clients[svc] = apiclient.New(p.URLs[svc], clientTLS.Clone())
@@ -280,7 +286,7 @@ func (d *Demo) startNodes(ctx, nctx context.Context) error {
 	if d.Guest, err = mk(guestParty, "guest", 0); err != nil {
 		return err
 	}
-	if d.Host, err = mk(hostParty, "host", 3); err != nil {
+	if d.Host, err = mk(hostParty, "host", 4); err != nil {
 		return err
 	}
 	limit := d.opts.Customers
@@ -304,6 +310,9 @@ func (d *Demo) startNodes(ctx, nctx context.Context) error {
 				return fmt.Errorf("%s %s service did not become ready (see %s): %w", p.Name, svc, d.logPath(p.Name), err)
 			}
 		}
+		if err := d.startConsole(ctx, p); err != nil {
+			return err
+		}
 	}
 	d.prog.done("bank %d customers at %s; partner %d customers at %s",
 		len(d.Guest.IDs), d.Guest.URLs[config.ServiceServing], len(d.Host.IDs), d.Host.URLs[config.ServiceServing])
@@ -320,10 +329,11 @@ func (d *Demo) startNode(ctx, nctx context.Context, p, peer *Party, refKey strin
 	if p.Name == guestParty {
 		cfg.Role = "guest"
 	}
-	cfg.Services = config.AllServices()
+	cfg.Services = append(config.AllServices(), config.ServiceConsole)
 	for svc, u := range p.URLs {
 		cfg.Addrs[svc] = strings.TrimPrefix(u, "https://")
 	}
+	cfg.Addrs[config.ServiceConsole] = strings.TrimPrefix(p.ConsoleURL, "http://")
 	cfg.TLS = config.TLS{CertFile: files.ServerCert, KeyFile: files.ServerKey, CAFile: d.Certs.CACert,
 		ClientCertFile: files.ClientCert, ClientKeyFile: files.ClientKey}
 	cfg.Peers = []config.Peer{{Name: peer.Name, ServiceURLs: peer.URLs}}
@@ -361,12 +371,12 @@ func (d *Demo) startNode(ctx, nctx context.Context, p, peer *Party, refKey strin
 	return nil
 }
 
-// ports returns the six listen ports: guest psi, consent, serving, then
-// the host's.
+// ports returns the eight listen ports: guest psi, consent, serving,
+// console, then the host's.
 func (d *Demo) ports() ([]int, error) {
 	if d.opts.BasePort > 0 {
 		b := d.opts.BasePort
-		return []int{b + 1, b + 2, b + 3, b + 11, b + 12, b + 13}, nil
+		return []int{b + 1, b + 2, b + 3, b + 4, b + 11, b + 12, b + 13, b + 14}, nil
 	}
 	var out []int
 	var ls []net.Listener
@@ -375,7 +385,7 @@ func (d *Demo) ports() ([]int, error) {
 			l.Close()
 		}
 	}()
-	for range 6 {
+	for range 8 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err

@@ -5,11 +5,14 @@ import (
 	"context"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/apiclient"
 	"github.com/fedrisk/fedrisk/internal/config"
+	"github.com/fedrisk/fedrisk/internal/consent/consentapi"
 	"github.com/fedrisk/fedrisk/internal/demo"
 	"github.com/fedrisk/fedrisk/internal/serving/servingapi"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
@@ -136,6 +139,34 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("third run", func(t *testing.T) {
 		if r3 := d3.Result; r3.Degraded != 0 || r3.BudgetReleases != 0 || r3.BudgetRefusal != "budget_exhausted" {
 			t.Errorf("third run: %+v", r3)
+		}
+	})
+	t.Run("each party's console takes the printed token", func(t *testing.T) {
+		var summary bytes.Buffer
+		d3.PrintSummary(&summary)
+		for _, p := range []*demo.Party{d3.Guest, d3.Host} {
+			if !strings.Contains(summary.String(), p.ConsoleURL) || !strings.Contains(summary.String(), p.ConsoleToken) {
+				t.Errorf("the summary lacks %s's console URL or token", p.Name)
+			}
+			if _, err := apiclient.New(p.ConsoleURL, nil).Text(ctx, "/login"); err != nil {
+				t.Errorf("%s console: %v", p.Name, err)
+			}
+			c := d3.Guest.Clients[config.ServiceConsent]
+			if p == d3.Host {
+				c = d3.Host.Clients[config.ServiceConsent]
+			}
+			who := *c
+			who.Token = p.ConsoleToken
+			var w consentapi.WhoAmI
+			if _, err := who.Do(ctx, "GET", "/consent/v1/whoami", nil, &w); err != nil || !slices.Contains(w.Roles, "admin") {
+				t.Errorf("%s console token: %+v %v", p.Name, w, err)
+			}
+		}
+		// The earlier run's token no longer logs in.
+		old := *d3.Guest.Clients[config.ServiceConsent]
+		old.Token = d2.Guest.ConsoleToken
+		if _, err := old.Do(ctx, "GET", "/consent/v1/whoami", nil, nil); apiclient.CodeOf(err) != "unauthorized" {
+			t.Errorf("the previous run's console token: %v", err)
 		}
 	})
 	t.Run("options of another setup are refused", func(t *testing.T) {

@@ -125,6 +125,7 @@ Try it
 		r.RefusedWithdrawn, r.BudgetReleases, r.BudgetRefusal, r.BudgetRemaining,
 		d.Certs.CACert, g, d.sampleSubject(), d.consentRec.ActiveIDs[d.sampleSubject()], g, d.Host.URLs[config.ServiceServing], g, ModelID,
 		d.logPath(guestParty), d.logPath(hostParty))
+	d.printConsoles(w)
 }
 
 func (d *Demo) sampleSubject() string {
@@ -150,6 +151,8 @@ func (d *Demo) writeEndpoints() error {
 		line(p.prefix+"_PSI_URL", p.party.URLs[config.ServicePSI])
 		line(p.prefix+"_CONSENT_URL", p.party.URLs[config.ServiceConsent])
 		line(p.prefix+"_SERVING_URL", p.party.URLs[config.ServiceServing])
+		line(p.prefix+"_CONSOLE_URL", p.party.ConsoleURL)
+		line(p.prefix+"_CONSOLE_TOKEN", p.party.ConsoleToken)
 	}
 	abs := func(p string) string {
 		a, err := filepath.Abs(p)

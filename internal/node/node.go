@@ -14,6 +14,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,11 @@ type Service interface {
 	Mount(mux *http.ServeMux)
 	Close() error
 }
+
+// ListenerTLS is implemented by services whose listener has a TLS
+// configuration of its own (the console: it faces browsers, not peers);
+// nil means plain HTTP.
+type ListenerTLS interface{ ListenerTLS() *tls.Config }
 
 // Drainer is implemented by services with long-lived requests (streams)
 // that must end when shutdown begins, or the grace period would wait on them.
@@ -140,7 +146,11 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 		web.Mount(mux, serviceGatherer(name, opts.Registry, own), checks, cfg.HTTP.PeerTimeout, n)
 		svc.Mount(mux)
 		h := web.Middleware{Service: name, Log: slog, Metrics: metrics, MaxBodyBytes: cfg.HTTP.MaxBodyBytes}.Wrap(mux)
-		srv, err := web.Listen(name, cfg.Addrs[name], h, n.timeouts(), n.res.ServerTLS, slog)
+		listenTLS := n.res.ServerTLS
+		if lt, ok := svc.(ListenerTLS); ok {
+			listenTLS = lt.ListenerTLS()
+		}
+		srv, err := web.Listen(name, cfg.Addrs[name], h, n.timeouts(), listenTLS, slog)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/consent/consentnode"
+	"github.com/fedrisk/fedrisk/internal/console/consolenode"
 	"github.com/fedrisk/fedrisk/internal/psi/psijob"
 	"github.com/fedrisk/fedrisk/internal/psi/psinode"
 	"github.com/fedrisk/fedrisk/internal/psi/sqlpsi"
@@ -28,7 +29,12 @@ func Builtin() map[string]Factory {
 		config.ServiceConsent: withInfo("consent-service", "/consent", consentService),
 		config.ServicePSI:     withInfo("psi-service", "/psi", psiService),
 		config.ServiceServing: withInfo("model-serving", "/score", servingService),
+		config.ServiceConsole: consoleService,
 	}
+}
+
+func consoleService(ctx context.Context, e Env) (Service, error) {
+	return consolenode.New(ctx, consolenode.Deps{Config: e.Res.Config, Log: e.Log})
 }
 
 func consentService(ctx context.Context, e Env) (Service, error) {
@@ -156,6 +162,8 @@ type Info struct {
 	Release       string `json:"release"` // VERSION: stable or canary
 	SchemaVersion int    `json:"schema_version"`
 	SecurityMode  string `json:"security_mode"`
+	AuthRequired  bool   `json:"auth_required"`
+	AuditLevel    string `json:"audit_level"`
 }
 
 // info answers GET {prefix}/info.
@@ -175,6 +183,7 @@ func (s *info) Mount(mux *http.ServeMux) {
 		web.WriteJSON(w, http.StatusOK, Info{
 			Service: s.name, Party: cfg.Party, Role: cfg.Role, Build: s.e.Build,
 			Release: cfg.Version, SchemaVersion: v, SecurityMode: cfg.SecurityMode,
+			AuthRequired: cfg.AuthRequired, AuditLevel: cfg.AuditLevel,
 		})
 	})
 }

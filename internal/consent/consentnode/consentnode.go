@@ -130,8 +130,28 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Mount adds the consent routes.
-func (s *Service) Mount(mux *http.ServeMux) { s.api.Mount(mux) }
+// Mount adds the consent routes and the console's read-only routes
+// (whoami, audit log).
+func (s *Service) Mount(mux *http.ServeMux) {
+	s.api.Mount(mux)
+	s.api.MountConsole(mux, auditReader{log: s.Audit, keys: CheckpointKeys{s.Keys}})
+}
+
+// auditReader is the audit log as the console routes read it.
+type auditReader struct {
+	log  *sqlaudit.Log
+	keys CheckpointKeys
+}
+
+func (a auditReader) Head(ctx context.Context) (int64, error) { return a.log.Head(ctx) }
+
+func (a auditReader) List(ctx context.Context, after int64, limit int, action string) ([]audit.Entry, error) {
+	return a.log.List(ctx, sqlaudit.Filter{AfterSeq: after, Limit: limit, Action: action})
+}
+
+func (a auditReader) Verify(ctx context.Context) (audit.Report, error) {
+	return a.log.Verify(ctx, a.keys)
+}
 
 // Drain ends the revocation streams so a graceful shutdown is not held up
 // by them.
