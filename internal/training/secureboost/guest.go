@@ -385,45 +385,49 @@ func (r *guestRun) histograms(ctx context.Context, lv *levelPlan) ([][]partyHist
 	for _, n := range lv.computed {
 		all = append(all, chunks(n.samp, s.bud.Stride)...)
 	}
-	cts := make([][]byte, len(all))
+	ctBytes := s.seededBytes()
+	cts := make([]byte, len(all)*ctBytes)
 	err := parallel(len(all), g.cfg.Workers, func(i, w int) error {
 		sd, err := s.encryptSeeded(r.encs[w], s.rowsPoly(all[i], r.b.gq, r.b.hq))
 		if err != nil {
 			return err
 		}
-		cts[i] = s.appendSeeded(make([]byte, 0, s.seededBytes()), sd)
+		s.appendSeeded(cts[i*ctBytes:i*ctBytes:(i+1)*ctBytes], sd)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	t, d := uint32(lv.tree), uint16(lv.depth)
-	parts := max(1, (len(cts)+ctsPerPart-1)/ctsPerPart)
+	parts := max(1, (len(all)+ctsPerPart-1)/ctsPerPart)
 	out := make([][]partyHist, len(r.hosts))
 	err = parallel(len(r.hosts), len(r.hosts), func(h, _ int) error {
 		peer := g.hosts[h]
 		for p := 0; p < parts; p++ {
+			lo, hi := min(p*ctsPerPart, len(all)), min((p+1)*ctsPerPart, len(all))
 			var pay []byte
 			if p == 0 {
 				var ids []int32
 				var bms [][]byte
+				size := 4
 				for _, n := range lv.parents {
 					if n.splitHost != h {
 						ids = append(ids, n.id)
 						bms = append(bms, n.leftBits)
+						size += 4 + len(n.leftBits)
 					}
 				}
+				pay = make([]byte, 0, size+4+(hi-lo)*ctBytes)
 				pay = binary.BigEndian.AppendUint32(pay, uint32(len(ids)))
 				for k, id := range ids {
 					pay = binary.BigEndian.AppendUint32(pay, uint32(id))
 					pay = append(pay, bms[k]...)
 				}
+			} else {
+				pay = make([]byte, 0, 4+(hi-lo)*ctBytes)
 			}
-			part := cts[min(p*ctsPerPart, len(cts)):min((p+1)*ctsPerPart, len(cts))]
-			pay = binary.BigEndian.AppendUint32(pay, uint32(len(part)))
-			for _, c := range part {
-				pay = append(pay, c...)
-			}
+			pay = binary.BigEndian.AppendUint32(pay, uint32(hi-lo))
+			pay = append(pay, cts[lo*ctBytes:hi*ctBytes]...)
 			if err := peer.Transport.Send(ctx, Message{Type: MsgGradients, Tree: t, Level: d, Part: uint16(p), Payload: pay}); err != nil {
 				return fmt.Errorf("send gradients to %s: %w", peer.Name, err)
 			}

@@ -425,14 +425,14 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 			if useCache {
 				pt := r.rootCache[c][it.group]
 				if pt.Coeffs == nil {
-					w.layout(r.train, cr, g)
-					pt = *w.pt.CopyNew()
+					pt = s.ringQ.AtLevel(s.top).NewPoly()
+					w.layout(pt, r.train, cr, g)
 					r.rootCache[c][it.group] = pt
 				}
 				w.accumulate(cts[it.ct0+c], pt)
 				continue
 			}
-			w.layout(r.train, cr, g)
+			w.layout(w.pt, r.train, cr, g)
 			w.accumulate(cts[it.ct0+c], w.pt)
 		}
 		noise, err := r.noise(g.hi - g.lo)
@@ -447,8 +447,13 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 	}
 	hparts := max(1, (len(out)+ctsPerPart-1)/ctsPerPart)
 	for p := 0; p < hparts; p++ {
-		var pay []byte
-		for _, o := range out[min(p*ctsPerPart, len(out)):min((p+1)*ctsPerPart, len(out))] {
+		part := out[min(p*ctsPerPart, len(out)):min((p+1)*ctsPerPart, len(out))]
+		size := 0
+		for _, o := range part {
+			size += len(o)
+		}
+		pay := make([]byte, 0, size)
+		for _, o := range part {
 			pay = append(pay, o...)
 		}
 		if err := h.t.Send(ctx, Message{Type: MsgHistograms, Tree: uint32(t), Level: uint16(d), Part: uint16(p), Payload: pay}); err != nil {

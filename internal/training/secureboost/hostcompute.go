@@ -79,15 +79,14 @@ func groups(lay histLayout, perCt int) []group {
 	return out
 }
 
-// layout writes into w.pt the NTT-domain plaintext (Montgomery form) of a
+// layout writes into pt the NTT-domain plaintext (Montgomery form) of a
 // chunk's rows for group g.
-func (w *worker) layout(m *binned, rows []int32, g group) {
+func (w *worker) layout(pt ring.Poly, m *binned, rows []int32, g group) {
 	s := w.s
 	st := s.bud.Stride
 	n := s.n
-	L := len(s.p.Q)
-	for j := 0; j < L; j++ {
-		clear(w.pt.Coeffs[j])
+	for j := range s.p.Q {
+		clear(pt.Coeffs[j])
 	}
 	for f := g.firstF; f < g.afterF; f++ {
 		col := m.col(f)
@@ -108,11 +107,11 @@ func (w *worker) layout(m *binned, rows []int32, g group) {
 				if neg {
 					v = q - v
 				}
-				w.pt.Coeffs[j][e] = v
+				pt.Coeffs[j][e] = v
 			}
 		}
 	}
-	s.ringQ.AtLevel(s.top).NTT(w.pt, w.pt)
+	s.ringQ.AtLevel(s.top).NTT(pt, pt)
 }
 
 // accumulate adds ct·pt (pt NTT-domain, Montgomery form) to the

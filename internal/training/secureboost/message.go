@@ -133,13 +133,18 @@ func Encode(m Message) ([]byte, error) {
 		return nil, fmt.Errorf("encode: %w: %s payload of %d bytes, limit %d", ErrOversized, m.Type, len(m.Payload), limit)
 	}
 	b := make([]byte, HeaderBytes, HeaderBytes+len(m.Payload))
+	putHeader(b, m)
+	return append(b, m.Payload...), nil
+}
+
+// putHeader writes m's header into b[:HeaderBytes].
+func putHeader(b []byte, m Message) {
 	b[0] = FormatVersion
 	b[1] = byte(m.Type)
 	binary.BigEndian.PutUint32(b[2:], m.Tree)
 	binary.BigEndian.PutUint16(b[6:], m.Level)
 	binary.BigEndian.PutUint16(b[8:], m.Part)
 	binary.BigEndian.PutUint32(b[10:], uint32(len(m.Payload)))
-	return append(b, m.Payload...), nil
 }
 
 // Decode parses one encoded message. It fails with ErrMalformed (short

@@ -13,7 +13,7 @@ func TestScratchFull(t *testing.T) {
 	rec := NewRecorder(false)
 	start := time.Now()
 	var last time.Time
-	cfg := GuestConfig{Train: DefaultConfig(), Started: func() { last = time.Now(); t.Logf("setup %v", time.Since(start)) },
+	tc := DefaultConfig(); tc.Trees = 8; cfg := GuestConfig{Train: tc, Started: func() { last = time.Now(); t.Logf("setup %v", time.Since(start)) },
 		Progress: func(p Progress) { t.Logf("tree %d %.3fs val auc %.4f bytes %d host splits %d", p.Tree, time.Since(last).Seconds(), p.Validation.AUC, rec.Total(), p.HostSplits); last = time.Now() }}
 	run, err := runFed(context.Background(), g, []*dataset.Table{h}, cfg, fedOpts{wrap: func(h int, tr Transport) Transport { return rec.Wrap(tr, "h", GuestToHost) }})
 	if err != nil { t.Fatal(err) }

@@ -102,18 +102,22 @@ func (s *Stream) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b, err := Encode(m)
-	if err != nil {
-		return err
+	limit, ok := maxPayload(m.Type)
+	if !ok {
+		return fmt.Errorf("send: %w %d", ErrUnknownType, uint8(m.Type))
 	}
+	if len(m.Payload) > limit {
+		return fmt.Errorf("send: %w: %s payload of %d bytes, limit %d", ErrOversized, m.Type, len(m.Payload), limit)
+	}
+	var hdr [4 + HeaderBytes]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(HeaderBytes+len(m.Payload)))
+	putHeader(hdr[4:], m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	if _, err := s.w.Write(n[:]); err != nil {
+	if _, err := s.w.Write(hdr[:]); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	if _, err := s.w.Write(b); err != nil {
+	if _, err := s.w.Write(m.Payload); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
 	if err := s.w.Flush(); err != nil {
