@@ -225,6 +225,8 @@ type booster struct {
 	// starts with them).
 	guestOnlyCols int
 
+	onGradients func() // test hook
+
 	trees   []Tree
 	history []TreeStats
 	stop    *lr.EarlyStopping
@@ -419,6 +421,9 @@ func (b *booster) growTree(ctx context.Context, t int, r remotes) (TreeStats, er
 		guestCols = b.guestOnlyCols
 	}
 	b.gradients()
+	if b.onGradients != nil {
+		b.onGradients()
+	}
 	samp := sampleRows(len(b.F), b.cfg.Subsample, b.cfg.Seed, t)
 	clear(b.inSample)
 	for _, s := range samp {

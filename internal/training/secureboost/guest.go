@@ -76,6 +76,11 @@ type Guest struct {
 	table *dataset.Table
 	hosts []HostPeer
 	log   *slog.Logger
+	// treeHook, if set (by tests), sees the run after the gradients of
+	// every tree are computed, and levelHook every host's decrypted
+	// histograms.
+	treeHook  func(r *guestRun)
+	levelHook func(h int, hists []partyHist)
 }
 
 // NewGuest returns the guest's side of a run on table (the guest's rows,
@@ -208,6 +213,9 @@ func (r *guestRun) run(ctx context.Context) (*GuestModel, error) {
 	}
 	if r.s, err = newSuite(cfg.Params); err != nil {
 		return nil, err
+	}
+	if g.treeHook != nil {
+		r.b.onGradients = func() { g.treeHook(r) }
 	}
 	var sess [16]byte
 	if _, err := rand.Read(sess[:]); err != nil {
@@ -434,6 +442,9 @@ func (r *guestRun) histograms(ctx context.Context, lv *levelPlan) ([][]partyHist
 		}
 		hists, err := r.receiveHistograms(ctx, h, lv)
 		out[h] = hists
+		if err == nil && g.levelHook != nil {
+			g.levelHook(h, hists)
+		}
 		return err
 	})
 	return out, err

@@ -78,6 +78,8 @@ type fedOpts struct {
 	wrap     func(h int, t Transport) Transport // wraps the guest's end of host h's pipe
 	wrapHost func(h int, t Transport) Transport // wraps host h's end
 	host     func(h int, c *HostConfig)         // adjusts host h's configuration
+	tree     func(r *guestRun)                  // the guest's tree hook
+	level    func(h int, hists []partyHist)     // the guest's histogram hook
 }
 
 // runFed trains with the guest and one host per table over in-memory
@@ -117,6 +119,7 @@ func runFed(ctx context.Context, gt *dataset.Table, hts []*dataset.Table, cfg Gu
 	if err != nil {
 		return fedRun{}, err
 	}
+	guest.treeHook, guest.levelHook = opts.tree, opts.level
 	out := fedRun{hosts: make([]*HostModel, len(hts))}
 	errs := make([]error, len(hts))
 	var wg sync.WaitGroup
