@@ -407,12 +407,13 @@ func (r *guestRun) histograms(ctx context.Context, lv *levelPlan) ([][]partyHist
 		return nil, err
 	}
 	t, d := uint32(lv.tree), uint16(lv.depth)
-	parts := max(1, (len(all)+ctsPerPart-1)/ctsPerPart)
+	partSize := s.p.PartSize
+	parts := max(1, (len(all)+partSize-1)/partSize)
 	out := make([][]partyHist, len(r.hosts))
 	err = parallel(len(r.hosts), len(r.hosts), func(h, _ int) error {
 		peer := g.hosts[h]
 		for p := 0; p < parts; p++ {
-			lo, hi := min(p*ctsPerPart, len(all)), min((p+1)*ctsPerPart, len(all))
+			lo, hi := min(p*partSize, len(all)), min((p+1)*partSize, len(all))
 			var pay []byte
 			if p == 0 {
 				var ids []int32
@@ -466,13 +467,14 @@ func (r *guestRun) receiveHistograms(ctx context.Context, h int, lv *levelPlan) 
 	for k := range out {
 		out[k] = newPartyHist(gh.lay.total)
 	}
-	parts := max(1, (len(items)+ctsPerPart-1)/ctsPerPart)
+	partSize := s.p.PartSize
+	parts := max(1, (len(items)+partSize-1)/partSize)
 	for p := 0; p < parts; p++ {
 		m, err := recvExpect(ctx, r.g.hosts[h].Transport, MsgHistograms, uint32(lv.tree), uint16(lv.depth), uint16(p))
 		if err != nil {
 			return nil, err
 		}
-		part := items[min(p*ctsPerPart, len(items)):min((p+1)*ctsPerPart, len(items))]
+		part := items[min(p*partSize, len(items)):min((p+1)*partSize, len(items))]
 		rd := &reader{b: m.Payload}
 		res := make([]hresult, len(part))
 		for i, it := range part {

@@ -371,7 +371,8 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 		total += len(c)
 	}
 	cts := make([]*rlwe.Ciphertext, 0, total)
-	parts := max(1, (total+ctsPerPart-1)/ctsPerPart)
+	partSize := s.p.PartSize
+	parts := max(1, (total+partSize-1)/partSize)
 	for p := 0; p < parts; p++ {
 		if p > 0 {
 			var err error
@@ -380,7 +381,7 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 			}
 			rd = &reader{b: m.Payload}
 		}
-		want := min(ctsPerPart, total-p*ctsPerPart)
+		want := min(partSize, total-p*partSize)
 		if n := rd.u32(); rd.err == nil && int(n) != want {
 			rd.fail("%d ciphertexts in part %d, want %d", n, p, want)
 		}
@@ -445,9 +446,9 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 	if err != nil {
 		return nil, err
 	}
-	hparts := max(1, (len(out)+ctsPerPart-1)/ctsPerPart)
+	hparts := max(1, (len(out)+partSize-1)/partSize)
 	for p := 0; p < hparts; p++ {
-		part := out[min(p*ctsPerPart, len(out)):min((p+1)*ctsPerPart, len(out))]
+		part := out[min(p*partSize, len(out)):min((p+1)*partSize, len(out))]
 		size := 0
 		for _, o := range part {
 			size += len(o)

@@ -58,8 +58,8 @@ func (s *suite) newWorker(pk *rlwe.PublicKey) (*worker, error) {
 // group is a range [lo, hi) of a host's flat (feature, bin) outputs that
 // one histogram ciphertext carries, and the features it touches.
 type group struct {
-	lo, hi           int
-	firstF, afterF   int
+	lo, hi         int
+	firstF, afterF int
 }
 
 func groups(lay histLayout, perCt int) []group {

@@ -90,14 +90,14 @@ type Metrics struct {
 
 // Card describes how the model was made.
 type Card struct {
-	Data            CardData      `json:"data"`
-	Hyperparameters Config        `json:"hyperparameters"`
-	ClassWeights    [2]float64    `json:"class_weights"` // negative, positive
+	Data            CardData       `json:"data"`
+	Hyperparameters Config         `json:"hyperparameters"`
+	ClassWeights    [2]float64     `json:"class_weights"` // negative, positive
 	Importance      CardImportance `json:"importance"`
-	Privacy         CardPrivacy   `json:"privacy"`
-	StartedAt       time.Time     `json:"started_at"`
-	Duration        time.Duration `json:"duration_ns"`
-	DurationText    string        `json:"duration"`
+	Privacy         CardPrivacy    `json:"privacy"`
+	StartedAt       time.Time      `json:"started_at"`
+	Duration        time.Duration  `json:"duration_ns"`
+	DurationText    string         `json:"duration"`
 }
 
 // CardData describes the training data.

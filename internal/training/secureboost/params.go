@@ -25,6 +25,10 @@ type Params struct {
 	// host releases: the guest knows its own encryption noise, and the
 	// noise of a bin sum is a sum of it over the bin's rows.
 	FloodBits int `json:"flood_bits"`
+	// PartSize is the most ciphertexts one Gradients or Histograms
+	// message carries; a level's ciphertexts travel in as many parts as
+	// needed (128 ≈ 25 MB).
+	PartSize int `json:"part_size"`
 }
 
 // MinFloodBits is the least flooding a host accepts.
@@ -41,7 +45,7 @@ func DefaultParams() Params {
 	if err != nil {
 		panic(err) // fixed sizes: cannot fail
 	}
-	return Params{LogN: 13, Q: q, FloodBits: 40}
+	return Params{LogN: 13, Q: q, FloodBits: 40, PartSize: 128}
 }
 
 // LogQ returns log2 of the ciphertext modulus.
@@ -80,6 +84,9 @@ func (p Params) Validate() error {
 	}
 	if p.FloodBits < MinFloodBits || p.FloodBits > 80 {
 		return fmt.Errorf("%w: noise flooding %d bits, want %d..80", ErrParams, p.FloodBits, MinFloodBits)
+	}
+	if p.PartSize < 1 || int64(p.PartSize)*int64(len(p.Q))<<(p.LogN+3) > MaxPayloadBytes/2 {
+		return fmt.Errorf("%w: %d ciphertexts per message", ErrParams, p.PartSize)
 	}
 	if _, err := ckks.NewParametersFromLiteral(p.literal()); err != nil {
 		return fmt.Errorf("%w: %v", ErrParams, err)

@@ -143,4 +143,3 @@ func TestRouteRandomised(t *testing.T) {
 		t.Errorf("cost %v", c)
 	}
 }
-

@@ -13,12 +13,12 @@ import (
 // checkParity trains federated and the plaintext oracle on the joined
 // data and requires the same model: the same trees, splits and leaf
 // weights, hence the same scores, exactly.
-func checkParity(t *testing.T, gt *dataset.Table, hts []*dataset.Table, cfg Config) fedRun {
+func checkParity(t *testing.T, gt *dataset.Table, hts []*dataset.Table, cfg Config, p Params) fedRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	split := dataset.DefaultSplit()
-	run, err := runFed(ctx, gt, hts, GuestConfig{Train: cfg, Split: split, ModelID: "m-test", Version: "3"}, fedOpts{})
+	run, err := runFed(ctx, gt, hts, GuestConfig{Train: cfg, Split: split, Params: p, ModelID: "m-test", Version: "3"}, fedOpts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestParityOneHost(t *testing.T) {
 	ts := subset(6000, g, h)
 	cfg := DefaultConfig()
 	cfg.Trees = 6
-	run := checkParity(t, ts[0], ts[1:], cfg)
+	run := checkParity(t, ts[0], ts[1:], cfg, Params{})
 	hostSplits := 0
 	for _, tr := range run.guest.Trees {
 		for _, n := range tr.Nodes {
@@ -124,10 +124,40 @@ func TestParityTwoHostsSubsampleGuestFirst(t *testing.T) {
 	cfg.Subsample = 0.7
 	cfg.FirstTreeGuestOnly = true
 	cfg.ClassWeights = lr.ClassWeighting{Mode: lr.Manual, Negative: 1, Positive: 2.5}
-	run := checkParity(t, ts[0], []*dataset.Table{h0, h1}, cfg)
+	p := DefaultParams()
+	p.PartSize = 3 // levels travel in several parts
+	run := checkParity(t, ts[0], []*dataset.Table{h0, h1}, cfg, p)
 	for _, n := range run.guest.Trees[0].Nodes {
 		if !n.Leaf && n.Host != GuestSide {
 			t.Fatal("the first tree has a host split")
 		}
+	}
+}
+
+// TestHistogramNoise: a host adding noise to its released sums still
+// trains a model close to the oracle's, and the card records the noise.
+func TestHistogramNoise(t *testing.T) {
+	g, h := credit(t)
+	ts := subset(5000, g, h)
+	cfg := DefaultConfig()
+	cfg.Trees = 5
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	split := dataset.DefaultSplit()
+	run, err := runFed(ctx, ts[0], ts[1:], GuestConfig{Train: cfg, Split: split}, fedOpts{host: func(_ int, c *HostConfig) { c.HistogramNoise = 2 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otest, err := Centralized(ctx, ts[0], ts[1:], split, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fed := run.guest.Metrics.Test.AUC
+	t.Logf("test AUC with histogram noise σ = 2: %.4f, oracle %.4f", fed, otest.AUC)
+	if math.Abs(fed-otest.AUC) > 0.02 {
+		t.Errorf("noisy run AUC %.4f too far from the oracle's %.4f", fed, otest.AUC)
+	}
+	if n := run.guest.Card.Privacy.HistogramNoise; len(n) != 1 || n[0] != 2 || run.hosts[0].HistogramNoise != 2 {
+		t.Errorf("card noise %v, host half %v", n, run.hosts[0].HistogramNoise)
 	}
 }

@@ -15,11 +15,6 @@ const Protocol = "fedrisk-hetero-secureboost/1"
 // MaxHosts bounds the hosts of one run.
 const MaxHosts = 16
 
-// Batching of the large messages: a level's gradient ciphertexts and
-// histogram ciphertexts travel in parts of at most this many ciphertexts
-// (about 25 MB with the default parameters).
-const ctsPerPart = 128
-
 // hello is the guest's proposal to one host.
 type hello struct {
 	Protocol  string        `json:"protocol"`
