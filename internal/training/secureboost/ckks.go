@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/big"
+	"math/bits"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
 	"github.com/tuneinsight/lattigo/v6/ring"
@@ -71,21 +72,6 @@ func (s *suite) packed(g, h int64, j int) uint64 {
 	return mulmod(v, s.alphaR[j], q)
 }
 
-// rowsPoly returns the NTT-domain plaintext with 2^α·(g_i·2^s + h_i) at
-// coefficient i for the given rows.
-func (s *suite) rowsPoly(rows []int32, gq, hq []int64) ring.Poly {
-	r := s.ringQ.AtLevel(s.top)
-	p := r.NewPoly()
-	for j := range s.p.Q {
-		c := p.Coeffs[j]
-		for i, row := range rows {
-			c[i] = s.packed(gq[row], hq[row], j)
-		}
-	}
-	r.NTT(p, p)
-	return p
-}
-
 // seeded is a symmetric-key ciphertext whose uniform half is regenerated
 // from a public seed, so only c0 travels.
 type seeded struct {
@@ -93,10 +79,36 @@ type seeded struct {
 	C0   ring.Poly // NTT domain
 }
 
-// encryptSeeded encrypts the NTT-domain plaintext pt under the secret key
-// with a fresh public seed for the uniform part (the noise comes from
-// crypto/rand through lattigo's default PRNG).
-func (s *suite) encryptSeeded(enc *rlwe.Encryptor, pt ring.Poly) (seeded, error) {
+// encrypter encrypts a guest's rows under its secret key. It is not safe
+// for concurrent use; each worker has its own.
+type encrypter struct {
+	s     *suite
+	sk    *rlwe.SecretKey
+	noise *ctrPRNG // keyed from crypto/rand
+	buf   []byte
+	a     ring.Poly
+}
+
+func (s *suite) newEncrypter(sk *rlwe.SecretKey) (*encrypter, error) {
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, err
+	}
+	noise, err := newCTRPRNG(key[:])
+	if err != nil {
+		return nil, err
+	}
+	return &encrypter{s: s, sk: sk, noise: noise, buf: make([]byte, 8*s.n), a: s.ringQ.AtLevel(s.top).NewPoly()}, nil
+}
+
+// encryptRows encrypts 2^α·(g_i·2^s + h_i) at coefficient i for the given
+// rows, under the secret key: c1 = a, uniform from a fresh public seed
+// (AES-CTR, as expand regenerates it), and c0 = −a·s + NTT(m + e) with e
+// centred binomial (η = 21, σ ≈ 3.24) from a stream keyed from
+// crypto/rand. It is lattigo's symmetric RLWE encryption (the tests
+// decrypt it with lattigo's Decryptor), with one NTT instead of three.
+func (e *encrypter) encryptRows(rows []int32, gq, hq []int64) (seeded, error) {
+	s := e.s
 	var out seeded
 	if _, err := rand.Read(out.Seed[:]); err != nil {
 		return out, err
@@ -105,14 +117,25 @@ func (s *suite) encryptSeeded(enc *rlwe.Encryptor, pt ring.Poly) (seeded, error)
 	if err != nil {
 		return out, err
 	}
-	ptx := rlwe.NewPlaintext(s.params, s.top)
-	ptx.IsNTT = true
-	ptx.Value = pt
-	ct := rlwe.NewCiphertext(s.params, 1, s.top)
-	if err := enc.WithPRNG(prng).Encrypt(ptx, ct); err != nil {
-		return out, err
+	ringqp.NewUniformSampler(prng, *s.params.RingQP()).AtLevel(s.top, -1).Read(ringqp.Poly{Q: e.a})
+	r := s.ringQ.AtLevel(s.top)
+	c0 := r.NewPoly()
+	e.noise.Read(e.buf)
+	const mask = 1<<cbdEta - 1
+	for j, q := range s.p.Q {
+		c := c0.Coeffs[j]
+		for i := range c {
+			x := binary.LittleEndian.Uint64(e.buf[8*i:])
+			v := int64(bits.OnesCount64(x&mask)) - int64(bits.OnesCount64((x>>cbdEta)&mask))
+			c[i] = uint64(v) + q&uint64(v>>63)
+		}
+		for i, row := range rows {
+			c[i] = addmod(c[i], s.packed(gq[row], hq[row], j), q)
+		}
 	}
-	out.C0 = ct.Value[0]
+	r.NTT(c0, c0)
+	r.MulCoeffsMontgomeryThenSub(e.a, e.sk.Value.Q, c0)
+	out.C0 = c0
 	return out, nil
 }
 

@@ -185,7 +185,7 @@ type guestRun struct {
 	session  string
 	s        *suite
 	sk       *rlwe.SecretKey
-	encs     []*rlwe.Encryptor
+	encs     []*encrypter
 	decs     [][]*decoder // per host, per worker
 	parts    dataset.Parts
 	binning  Binning
@@ -356,7 +356,11 @@ func (r *guestRun) handshake(ctx context.Context) error {
 	r.sk = kg.GenSecretKeyNew()
 	pk := kg.GenPublicKeyNew(r.sk)
 	for range g.cfg.Workers {
-		r.encs = append(r.encs, rlwe.NewEncryptor(r.s.params, r.sk))
+		e, err := r.s.newEncrypter(r.sk)
+		if err != nil {
+			return err
+		}
+		r.encs = append(r.encs, e)
 	}
 	r.decs = make([][]*decoder, len(g.hosts))
 	for h := range r.decs {
@@ -396,7 +400,7 @@ func (r *guestRun) histograms(ctx context.Context, lv *levelPlan) ([][]partyHist
 	ctBytes := s.seededBytes()
 	cts := make([]byte, len(all)*ctBytes)
 	err := parallel(len(all), g.cfg.Workers, func(i, w int) error {
-		sd, err := s.encryptSeeded(r.encs[w], s.rowsPoly(all[i], r.b.gq, r.b.hq))
+		sd, err := r.encs[w].encryptRows(all[i], r.b.gq, r.b.hq)
 		if err != nil {
 			return err
 		}

@@ -128,10 +128,10 @@ type budget struct {
 	SlackBits int `json:"slack_bits"`
 }
 
-// Noise of a fresh encryption and of a host's re-randomisation (see the
-// package doc): Gaussian errors of the guest's encryptions are bounded by
-// 6σ = 19.2; a host's encryption of zero is u·pk + (e0, e1) with u
-// ternary and e0, e1 centred binomial bounded by cbdBound.
+// Noise of the guest's encryptions and of a host's re-randomisation (see
+// the package doc): both draw centred binomial errors (η = 21, σ ≈ 3.24,
+// |e| ≤ cbdBound); a host's encryption of zero is u·pk + (e0, e1) with u
+// ternary and pk's Gaussian error bounded by 6σ = 19.2.
 const (
 	cbdEta   = 21
 	cbdBound = cbdEta
@@ -161,10 +161,10 @@ func (p Params) planBudget(gradBits, rows, stride, noiseBits int) (budget, error
 	hmax := uint64(rows)*(cmax/4<<gradBits+1) + noise
 	shift := bits.Len64(hmax) + 1
 	vbits := bits.Len64(gmax) + shift + 1
-	// Noise at a released coefficient: the guest's errors through ≤
-	// rows·perCt plaintext terms, and the re-randomisation u·e_pk + e0 +
-	// e1·s.
-	e := float64(rows)*float64(perCt)*rlwe.DefaultNoiseBound + float64(n)*(rlwe.DefaultNoiseBound+cbdBound) + cbdBound
+	// Noise at a released coefficient: the guest's errors (centred
+	// binomial, |e| ≤ 21) through ≤ rows·perCt plaintext terms, and the
+	// re-randomisation u·e_pk + e0 + e1·s (e_pk Gaussian, |e_pk| ≤ 19.2).
+	e := float64(rows)*float64(perCt)*cbdBound + float64(n)*(rlwe.DefaultNoiseBound+cbdBound) + cbdBound
 	floodLog2 := int(math.Ceil(math.Log2(e))) + p.FloodBits
 	alpha := floodLog2 + 2
 	slack := int(math.Floor(p.LogQ())) - 1 - (alpha + vbits + 1)
