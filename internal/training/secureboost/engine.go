@@ -177,7 +177,6 @@ type TreeStats struct {
 	HostSplits int        `json:"host_splits"`
 	Validation lr.Metrics `json:"validation"`
 	Seconds    float64    `json:"seconds"`
-	Bytes      int64      `json:"bytes,omitempty"`
 }
 
 // remotes is the guest's link to its hosts during a tree; the plaintext

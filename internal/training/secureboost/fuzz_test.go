@@ -74,9 +74,11 @@ func FuzzPeerPayloads(f *testing.F) {
 	f.Add(uint8(6), []byte(`{"budget":{"stride":512,"shift":38,"alpha":65,"flood_log2":63}}`))
 	f.Add(uint8(7), []byte(`{"trees":3,"splits":5}`))
 	f.Add(uint8(9), make([]byte, 32+8))
+	f.Add(uint8(11), []byte{0, 0, 0, 1, 0, 0, 0, 3, 0x1f, 0x01})
+	f.Add(uint8(12), []byte{0, 0, 0, 3, 0x1f, 0, 0, 0, 4, 1, 2, 1})
 	f.Fuzz(func(t *testing.T, kind uint8, b []byte) {
 		var err error
-		switch kind % 11 {
+		switch kind % 13 {
 		case 0:
 			r := &reader{b: b}
 			_ = s.readSeeded(r)
@@ -120,6 +122,11 @@ func FuzzPeerPayloads(f *testing.F) {
 			r := &reader{b: b}
 			_ = r.bitmap(int(r.u32() % 4096))
 			err = r.end()
+		case 11:
+			r := &reader{b: b}
+			_, err = readPartitions(r, func(id int32) (int, bool) { return int(id) * 3, id%2 == 1 })
+		case 12:
+			_, _, err = decodeSplitReply(b, []int{5, 17}, 3)
 		}
 		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrParams) {
 			t.Fatalf("unclassified error %v", err)

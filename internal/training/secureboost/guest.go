@@ -528,20 +528,19 @@ func (r *guestRun) splits(ctx context.Context, lv *levelPlan, decs []decision) e
 			return err
 		}
 		gh := &r.hosts[h]
-		rd := &reader{b: m.Payload}
-		for _, k := range mine {
-			id := rd.u32()
-			if rd.err == nil && int64(id) != int64(gh.splits) {
-				rd.fail("split id %d, want %d", id, gh.splits)
-			}
-			decs[k].splitID = id
-			decs[k].left = rd.bitmap(len(decs[k].node.rows))
-			gh.inTree = append(gh.inTree, id)
-			gh.splits++
+		rows := make([]int, len(mine))
+		for i, k := range mine {
+			rows[i] = len(decs[k].node.rows)
 		}
-		if err := rd.end(); err != nil {
-			return fmt.Errorf("split reply of %s: %w", peer.Name, err)
+		ids, bms, err := decodeSplitReply(m.Payload, rows, gh.splits)
+		if err != nil {
+			return fmt.Errorf("%s: %w", peer.Name, err)
 		}
+		for i, k := range mine {
+			decs[k].splitID, decs[k].left = ids[i], bms[i]
+		}
+		gh.inTree = append(gh.inTree, ids...)
+		gh.splits += len(ids)
 		return nil
 	})
 }

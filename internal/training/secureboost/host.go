@@ -323,31 +323,26 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 	cfg := r.hl.Train
 	rd := &reader{b: m.Payload}
 	// Partitions of nodes split by others at the previous level.
-	np := rd.u32()
-	got := map[int32]bool{}
 	byID := map[int32]*gnode{}
 	for i := 0; i+1 < len(level); i += 2 {
-		p := level[i].parent
-		byID[p.id] = p
+		if p := level[i].parent; p.splitHost == splitOther {
+			byID[p.id] = p
+		}
 	}
-	last := int32(-1)
-	for k := uint32(0); k < np && rd.err == nil; k++ {
-		id := int32(rd.u32())
+	pts, err := readPartitions(rd, func(id int32) (int, bool) {
 		p, ok := byID[id]
-		if rd.err == nil && (!ok || id <= last || p.splitHost != splitOther) {
-			rd.fail("partition of node %d", id)
-			break
+		if !ok {
+			return 0, false
 		}
-		last = id
-		bm := rd.bitmap(len(p.rows))
-		if rd.err != nil {
-			break
-		}
-		fillChildren(p, bm, r.inSample)
-		got[id] = true
+		return len(p.rows), true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gradients: %w", err)
 	}
-	if rd.err != nil {
-		return nil, fmt.Errorf("gradients: %w", rd.err)
+	got := map[int32]bool{}
+	for _, pt := range pts {
+		fillChildren(byID[pt.node], pt.left, r.inSample)
+		got[pt.node] = true
 	}
 	lv := planLevel(t, d, level, cfg.MaxDepth)
 	inPlan := map[int32]bool{}
@@ -418,7 +413,7 @@ func (r *hostRun) histograms(ctx context.Context, t, d int, level []*gnode, m Me
 		}
 	}
 	out := make([][]byte, len(items))
-	err := parallel(len(items), len(r.workers), func(i, wi int) error {
+	err = parallel(len(items), len(r.workers), func(i, wi int) error {
 		it := items[i]
 		w := r.workers[wi]
 		g := r.groups[it.group]

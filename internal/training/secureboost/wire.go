@@ -28,7 +28,7 @@ import (
 //	                     u32 bin)
 //	split reply          per split of the host: u32 split id ‖ bitmap
 //	routes               u32 count, each u32 split id ‖ bitmap
-//	test routes          u32 count, each bitmap (split ids 0..count−1)
+//	test routes          as routes, for split ids 0..count−1
 //	JSON                 hello, hello-reply, setup, finish, finish-reply
 
 // jsonPayload decodes a JSON control payload strictly.
@@ -288,4 +288,58 @@ func decodeRoutes(b []byte, want []uint32, rows int) (routeSet, error) {
 		return nil, fmt.Errorf("routes: %w", err)
 	}
 	return out, nil
+}
+
+// partition is a node's partition as a Gradients message carries it.
+type partition struct {
+	node int32
+	left []byte
+}
+
+// readPartitions reads the partitions section of a Gradients message:
+// nodes in increasing order, each one rowsOf knows, with a bitmap over its
+// rows.
+func readPartitions(r *reader, rowsOf func(node int32) (int, bool)) ([]partition, error) {
+	n := r.u32()
+	if r.err == nil && n > 1<<MaxDepth {
+		r.fail("%d partitions", n)
+	}
+	var out []partition
+	last := int64(-1)
+	for k := uint32(0); k < n && r.err == nil; k++ {
+		id := r.u32()
+		rows, ok := rowsOf(int32(id))
+		if r.err == nil && (!ok || int64(id) <= last || id > 1<<(MaxDepth+1)) {
+			r.fail("partition of node %d", id)
+			break
+		}
+		last = int64(id)
+		bm := r.bitmap(rows)
+		out = append(out, partition{node: int32(id), left: bm})
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return out, nil
+}
+
+// decodeSplitReply decodes a host's answer to its splits: for each node
+// it split (rows of each given), the split id — consecutive from first —
+// and the partition.
+func decodeSplitReply(b []byte, rows []int, first int) ([]uint32, [][]byte, error) {
+	r := &reader{b: b}
+	ids := make([]uint32, len(rows))
+	bms := make([][]byte, len(rows))
+	for k, n := range rows {
+		id := r.u32()
+		if r.err == nil && int64(id) != int64(first+k) {
+			r.fail("split id %d, want %d", id, first+k)
+		}
+		ids[k] = id
+		bms[k] = r.bitmap(n)
+	}
+	if err := r.end(); err != nil {
+		return nil, nil, fmt.Errorf("split reply: %w", err)
+	}
+	return ids, bms, nil
 }
