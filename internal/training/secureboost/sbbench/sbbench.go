@@ -9,6 +9,7 @@ package sbbench
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -57,6 +58,17 @@ type Result struct {
 	// guest's features alone and on the hosts' features alone.
 	AUCGuestOnly *float64 `json:"auc_guest_only,omitempty"`
 	AUCHostOnly  *float64 `json:"auc_host_only,omitempty"`
+	// AUCRouting is the federated model's test AUC when every host
+	// answers through randomised response with the given per-feature ε,
+	// and RoutingCost the ε one answer then spends (per host).
+	AUCRouting []RoutingAUC `json:"auc_routing,omitempty"`
+}
+
+// RoutingAUC is the test AUC under randomised routing answers.
+type RoutingAUC struct {
+	Epsilon float64 `json:"epsilon_per_feature"`
+	Cost    float64 `json:"epsilon_per_answer"`
+	AUC     float64 `json:"auc"`
 }
 
 // Options configure a run.
@@ -69,6 +81,9 @@ type Options struct {
 	Ablations bool
 	// Plain uses in-memory pipes instead of TLS connections.
 	Plain bool
+	// RoutingEpsilons, if set, also scores the test rows through
+	// randomised routing answers with each per-feature ε.
+	RoutingEpsilons []float64
 	// Progress, if set, receives one line per tree.
 	Progress io.Writer
 }
@@ -162,6 +177,7 @@ func Run(ctx context.Context, guest *dataset.Table, hosts []*dataset.Table, o Op
 		return res, err
 	}
 	hostErrs := make([]error, len(hosts))
+	hostModels := make([]*secureboost.HostModel, len(hosts))
 	var wg sync.WaitGroup
 	for h, ht := range hosts {
 		hs, err := secureboost.NewHost(secureboost.HostConfig{Name: peers[h].Name}, ht, links.host[h])
@@ -171,7 +187,7 @@ func Run(ctx context.Context, guest *dataset.Table, hosts []*dataset.Table, o Op
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, hostErrs[h] = hs.Run(ctx)
+			hostModels[h], hostErrs[h] = hs.Run(ctx)
 		}()
 	}
 	gm, gerr := g.Run(ctx)
@@ -201,6 +217,13 @@ func Run(ctx context.Context, guest *dataset.Table, hosts []*dataset.Table, o Op
 		return res, err
 	}
 	res.AUCCentralized = cm.AUC
+	for _, eps := range o.RoutingEpsilons {
+		ra, err := routingAUC(gm, hostModels, guest, hosts, o.Split, eps)
+		if err != nil {
+			return res, err
+		}
+		res.AUCRouting = append(res.AUCRouting, ra)
+	}
 	if o.Ablations {
 		gonly, honly, err := Ablations(ctx, guest, hosts, o.Split, o.Config)
 		if err != nil {
@@ -228,6 +251,36 @@ func Ablations(ctx context.Context, guest *dataset.Table, hosts []*dataset.Table
 		return 0, 0, err
 	}
 	return guestOnly, m.AUC, nil
+}
+
+// routingAUC scores the test rows with every host answering through
+// randomised response (crypto/rand) with per-feature ε.
+func routingAUC(gm *secureboost.GuestModel, hms []*secureboost.HostModel, guest *dataset.Table, hosts []*dataset.Table, split dataset.Split, eps float64) (RoutingAUC, error) {
+	gtest := split.Apply(guest).Test
+	htest := make([]*dataset.Table, len(hosts))
+	out := RoutingAUC{Epsilon: eps}
+	for h, ht := range hosts {
+		htest[h] = split.Apply(ht).Test
+		out.Cost = max(out.Cost, hms[h].RouteCost(eps))
+	}
+	u := make([]float64, gtest.Len())
+	routes := make([][]byte, len(hosts))
+	for i := range u {
+		for h := range hosts {
+			r, err := hms[h].RouteRandomised(htest[h].X.Row(i), eps, rand.Reader)
+			if err != nil {
+				return out, err
+			}
+			routes[h] = r
+		}
+		v, err := gm.Logit(gtest.X.Row(i), routes)
+		if err != nil {
+			return out, err
+		}
+		u[i] = v
+	}
+	out.AUC = lr.Evaluate(u, gtest.Labels).AUC
+	return out, nil
 }
 
 // links are the transports of a run.

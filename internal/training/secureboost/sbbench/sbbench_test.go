@@ -28,7 +28,7 @@ func TestRunSmall(t *testing.T) {
 	cfg.Trees = 3
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, g, []*dataset.Table{h}, Options{Config: cfg, Ablations: true})
+	res, err := Run(ctx, g, []*dataset.Table{h}, Options{Config: cfg, Ablations: true, RoutingEpsilons: []float64{1, 50}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +43,8 @@ func TestRunSmall(t *testing.T) {
 		t.Errorf("bytes: total %d, per tree %d, on the wire %d", res.BytesTotal, res.BytesPerTree, res.WireBytes)
 	case res.AUCGuestOnly == nil || res.AUCHostOnly == nil || *res.AUCGuestOnly >= res.AUCCentralized:
 		t.Errorf("ablations %v %v", res.AUCGuestOnly, res.AUCHostOnly)
+	case len(res.AUCRouting) != 2 || res.AUCRouting[1].AUC != res.AUCFederated || res.AUCRouting[0].AUC >= res.AUCFederated:
+		t.Errorf("routing noise: %+v (ε = 50 should change nothing, ε = 1 should cost accuracy)", res.AUCRouting)
 	}
 }
 
@@ -76,7 +78,11 @@ func TestBenchJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(context.Background(), g, []*dataset.Table{h}, Options{Config: cfg, Ablations: os.Getenv("FEDRISK_SB_ABLATIONS") != "", Progress: os.Stderr})
+	o := Options{Config: cfg, Ablations: os.Getenv("FEDRISK_SB_ABLATIONS") != "", Progress: os.Stderr}
+	if o.Ablations {
+		o.RoutingEpsilons = []float64{0.5, 1, 2, 4, 8}
+	}
+	res, err := Run(context.Background(), g, []*dataset.Table{h}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
