@@ -505,44 +505,54 @@ func (r *guestRun) receiveHistograms(ctx context.Context, h int, lv *levelPlan) 
 func (r *guestRun) splits(ctx context.Context, lv *levelPlan, decs []decision) error {
 	g := r.g
 	t, d := uint32(lv.tree), uint16(lv.depth)
-	return parallel(len(r.hosts), len(r.hosts), func(h, _ int) error {
-		peer := g.hosts[h]
-		orders := make([]splitOrder, len(decs))
-		var mine []int
-		for k, dc := range decs {
+	// Every host's orders and its nodes, decided before the exchanges run
+	// concurrently (they write decs only afterwards).
+	orders := make([][]splitOrder, len(r.hosts))
+	mine := make([][]int, len(r.hosts))
+	rows := make([][]int, len(r.hosts))
+	for h := range r.hosts {
+		orders[h] = make([]splitOrder, len(decs))
+		for k := range decs {
+			dc := &decs[k]
 			switch {
 			case !dc.split:
-				orders[k].kind = kindLeaf
+				orders[h][k].kind = kindLeaf
 			case dc.host == h:
-				orders[k] = splitOrder{kind: kindYours, feature: uint32(dc.feature), bin: uint32(dc.bin)}
-				mine = append(mine, k)
+				orders[h][k] = splitOrder{kind: kindYours, feature: uint32(dc.feature), bin: uint32(dc.bin)}
+				mine[h] = append(mine[h], k)
+				rows[h] = append(rows[h], len(dc.node.rows))
 			default:
-				orders[k].kind = kindOther
+				orders[h][k].kind = kindOther
 			}
 		}
-		if err := peer.Transport.Send(ctx, Message{Type: MsgSplits, Tree: t, Level: d, Payload: appendSplitOrders(nil, orders)}); err != nil {
+	}
+	ids := make([][]uint32, len(r.hosts))
+	bms := make([][][]byte, len(r.hosts))
+	err := parallel(len(r.hosts), len(r.hosts), func(h, _ int) error {
+		peer := g.hosts[h]
+		if err := peer.Transport.Send(ctx, Message{Type: MsgSplits, Tree: t, Level: d, Payload: appendSplitOrders(nil, orders[h])}); err != nil {
 			return fmt.Errorf("send splits to %s: %w", peer.Name, err)
 		}
 		m, err := recvExpect(ctx, peer.Transport, MsgSplitReply, t, d, 0)
 		if err != nil {
 			return err
 		}
-		gh := &r.hosts[h]
-		rows := make([]int, len(mine))
-		for i, k := range mine {
-			rows[i] = len(decs[k].node.rows)
-		}
-		ids, bms, err := decodeSplitReply(m.Payload, rows, gh.splits)
-		if err != nil {
+		if ids[h], bms[h], err = decodeSplitReply(m.Payload, rows[h], r.hosts[h].splits); err != nil {
 			return fmt.Errorf("%s: %w", peer.Name, err)
 		}
-		for i, k := range mine {
-			decs[k].splitID, decs[k].left = ids[i], bms[i]
-		}
-		gh.inTree = append(gh.inTree, ids...)
-		gh.splits += len(ids)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for h := range r.hosts {
+		for i, k := range mine[h] {
+			decs[k].splitID, decs[k].left = ids[h][i], bms[h][i]
+		}
+		r.hosts[h].inTree = append(r.hosts[h].inTree, ids[h]...)
+		r.hosts[h].splits += len(ids[h])
+	}
+	return nil
 }
 
 // treeDone implements remotes.
