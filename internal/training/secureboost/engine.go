@@ -350,22 +350,22 @@ func (b *booster) weight(n *gnode) float64 {
 	return -b.cfg.LearningRate * g / (h + b.cfg.L2)
 }
 
-// splitRows splits rows (and their sampled subset) by the bitmap left.
-func splitRows(rows []int32, left []byte, inSample []bool) (lr, rr, ls, rs []int32) {
+// splitRows splits rows (and their sampled subset) by the bitmap bm.
+func splitRows(rows []int32, bm []byte, inSample []bool) (left, right, leftSamp, rightSamp []int32) {
 	for k, r := range rows {
-		if bit(left, k) {
-			lr = append(lr, r)
+		if bit(bm, k) {
+			left = append(left, r)
 			if inSample[r] {
-				ls = append(ls, r)
+				leftSamp = append(leftSamp, r)
 			}
 		} else {
-			rr = append(rr, r)
+			right = append(right, r)
 			if inSample[r] {
-				rs = append(rs, r)
+				rightSamp = append(rightSamp, r)
 			}
 		}
 	}
-	return lr, rr, ls, rs
+	return left, right, leftSamp, rightSamp
 }
 
 // addChildren gives n two children with the next ids of tree (rows not
