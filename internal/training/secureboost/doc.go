@@ -1,15 +1,16 @@
-// Package secureboost trains gradient-boosted decision trees across
-// parties that hold different features of the same customers
-// (SecureBoost, Cheng et al. 2019): one guest with the labels and its
+// Package secureboost trains gradient-boosted decision trees across parties
+// that hold different features of the same customers: SecureBoost.
+//
+// The design follows Cheng et al. 2019: one guest with the labels and its
 // features, and one or more hosts with theirs, on the rows PSI found in
-// common. The guest encrypts its gradients and hessians under CKKS
-// (lattigo v6, coefficient encoding as in the hetero-LR package); each
-// host sums them per (feature, bin) over a node's rows without seeing
-// them; the guest decrypts the bin sums, finds the best split across
-// parties and keeps the tree structure and leaf weights; the owner of a
-// split keeps its threshold. Each party ends with its own half of the
-// model ([GuestModel], [HostModel]), linked by model id and version, and a
-// score needs one round trip per host ([RouteRequest], [RouteResponse]).
+// common. The guest encrypts its gradients and hessians under CKKS (lattigo
+// v6, coefficient encoding as in the hetero-LR package); each host sums them
+// per (feature, bin) over a node's rows without seeing them; the guest
+// decrypts the bin sums, finds the best split across parties and keeps the
+// tree structure and leaf weights; the owner of a split keeps its threshold.
+// Each party ends with its own half of the model ([GuestModel],
+// [HostModel]), linked by model id and version, and a score needs one round
+// trip per host ([RouteRequest], [RouteResponse]).
 //
 // [Guest] and [Host] are state machines driven by their Run methods; they
 // exchange typed [Message]s (type, tree, level, part, binary payload;

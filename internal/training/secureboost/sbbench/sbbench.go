@@ -1,10 +1,11 @@
 // Package sbbench measures hetero SecureBoost training the way the bench
-// command reports it: the guest and every host in their own goroutines,
-// each pair over its own mutually authenticated TLS 1.3 connection on
-// 127.0.0.1 (certificates from a throwaway development CA), the
-// protocol's messages counted at the guest, and the plaintext oracle
-// trained on the joined data in the same run for auc_centralized. It is a
-// measuring tool: nothing a party deploys links it.
+// command reports it.
+//
+// The guest and every host run in their own goroutines, each pair over its
+// own mutually authenticated TLS 1.3 connection on 127.0.0.1 (certificates
+// from a throwaway development CA), the protocol's messages counted at the
+// guest, and the plaintext oracle trained on the joined data in the same run
+// for auc_centralized.
 package sbbench
 
 import (
