@@ -102,8 +102,9 @@ func (w *watch) stale() {
 	w.mu.Unlock()
 }
 
-// apply records revocations read from the log up to seen.
-func (w *watch) apply(revs []Revocation, seen int64, now time.Time) {
+// apply records revocations read from the log up to seen; caughtUp says
+// the read reached the log's head as of now, so the watch is fresh.
+func (w *watch) apply(revs []Revocation, seen int64, now time.Time, caughtUp bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range revs {
@@ -119,7 +120,9 @@ func (w *watch) apply(revs []Revocation, seen int64, now time.Time) {
 	if seen > w.seen {
 		w.seen = seen
 	}
-	w.fresh = now
+	if caughtUp {
+		w.fresh = now
+	}
 	for id, until := range w.denied {
 		if now.After(until) {
 			delete(w.denied, id)
@@ -169,24 +172,40 @@ func (s *Service) WatchRevocations(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		w.mu.RLock()
-		after := w.seen
-		w.mu.RUnlock()
-		for {
-			revs, upTo, err := log.Since(ctx, "", after, revocationPage)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.DebugContext(ctx, "revocation log unreadable: cached verifications are not used until it is read again", "err", err)
-				}
-				break
-			}
-			w.apply(revs, upTo, s.cfg.Now())
-			if len(revs) < revocationPage || upTo <= after {
-				break
-			}
-			after = upTo
-		}
+		s.pollRevocations(ctx)
 	}
+}
+
+// pollRevocations reads the revocation log up to its head as of the start
+// of the pass, and only then calls the watch fresh, as of that start: a
+// watch that is paging through a backlog, or whose read hangs, is stale.
+func (s *Service) pollRevocations(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, RevocationMaxStale)
+	defer cancel()
+	start := s.cfg.Now()
+	log, w := s.cfg.RevocationLog, s.watch
+	head, err := log.Head(ctx)
+	if err != nil {
+		s.log.DebugContext(ctx, "revocation log unreadable: cached verifications are not used until it is read again", "err", err)
+		return
+	}
+	w.mu.RLock()
+	after := w.seen
+	w.mu.RUnlock()
+	var revs []Revocation
+	for after < head {
+		page, upTo, err := log.Since(ctx, "", after, revocationPage)
+		if err != nil {
+			s.log.DebugContext(ctx, "revocation log unreadable: cached verifications are not used until it is read again", "err", err)
+			return
+		}
+		revs = append(revs, page...)
+		if upTo <= after {
+			break // the log did not move: read again at the next tick
+		}
+		after = upTo
+	}
+	w.apply(revs, after, start, after >= head)
 }
 
 // RevocationWatermark is the position of the revocation log up to which
