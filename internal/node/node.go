@@ -176,8 +176,10 @@ func (n *Node) timeouts() web.Timeouts {
 	return web.Timeouts{ReadHeader: h.ReadHeaderTimeout, Read: h.ReadTimeout, Write: h.WriteTimeout, Idle: h.IdleTimeout}
 }
 
-// readyChecks are what /ready probes: the database, the cache, and every
-// declared peer and remote consent service.
+// readyChecks are what /ready probes: the database, the cache and the
+// remote consent service (required), and every declared peer
+// (informational: another institution's outage leaves this node ready, its
+// failure named under "degraded").
 func readyChecks(r *Resources) []web.Check {
 	cfg := r.Config
 	checks := []web.Check{
@@ -195,7 +197,10 @@ func readyChecks(r *Resources) []web.Check {
 		}
 	}
 	if cfg.ConsentServiceURL != "" {
-		checks = append(checks, web.PeerCheck(r.PeerClient, "consent-service", cfg.ConsentServiceURL))
+		// Required: this node checks consent through it.
+		c := web.PeerCheck(r.PeerClient, "consent-service", cfg.ConsentServiceURL)
+		c.Informational = false
+		checks = append(checks, c)
 	}
 	return checks
 }

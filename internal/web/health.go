@@ -16,6 +16,10 @@ import (
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+	// Informational checks are reported but never make the node unready:
+	// another institution's outage must not take this node's own
+	// services (a consent withdrawal, say) out of its load balancer.
+	Informational bool
 }
 
 // CheckResult is one line of the /ready body.
@@ -24,12 +28,16 @@ type CheckResult struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	MS    int64  `json:"ms"`
+	// Informational: a failure is reported in Degraded, not as not ready.
+	Informational bool `json:"informational,omitempty"`
 }
 
 // ReadyBody is the /ready response.
 type ReadyBody struct {
 	Status string        `json:"status"` // "ready" or "not_ready"
 	Checks []CheckResult `json:"checks"`
+	// Degraded names the informational checks that failed (peers).
+	Degraded []string `json:"degraded,omitempty"`
 	Error  *ErrorDetail  `json:"error,omitempty"`
 }
 
@@ -46,7 +54,7 @@ func Probe(ctx context.Context, checks []Check, timeout time.Duration) ReadyBody
 			defer cancel()
 			start := time.Now()
 			err := c.Fn(cctx)
-			results[i] = CheckResult{Name: c.Name, OK: err == nil, MS: time.Since(start).Milliseconds()}
+			results[i] = CheckResult{Name: c.Name, OK: err == nil, MS: time.Since(start).Milliseconds(), Informational: c.Informational}
 			if err != nil {
 				results[i].Error = err.Error()
 			}
@@ -56,7 +64,11 @@ func Probe(ctx context.Context, checks []Check, timeout time.Duration) ReadyBody
 	body := ReadyBody{Status: "ready", Checks: results}
 	var failed []string
 	for _, r := range results {
-		if !r.OK {
+		switch {
+		case r.OK:
+		case r.Informational:
+			body.Degraded = append(body.Degraded, r.Name)
+		default:
 			failed = append(failed, r.Name)
 		}
 	}
@@ -92,10 +104,11 @@ func Mount(mux *http.ServeMux, gatherer prometheus.Gatherer, checks []Check, tim
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 }
 
-// PeerCheck probes a peer's /health with client.
+// PeerCheck probes a peer's /health with client; the check is
+// informational (see Check).
 func PeerCheck(client *http.Client, name, baseURL string) Check {
 	url := strings.TrimRight(baseURL, "/") + "/health"
-	return Check{Name: "peer:" + name, Fn: func(ctx context.Context) error {
+	return Check{Name: "peer:" + name, Informational: true, Fn: func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
