@@ -23,7 +23,7 @@ func withResources(ctx context.Context, cf *configFlags, lookup env, stderr io.W
 	if err != nil {
 		return err
 	}
-	r, err := node.Open(ctx, l.Config, node.OpenOptions{Log: newLogger(l.Config, stderr)})
+	r, err := node.Open(ctx, l.Config, node.OpenOptions{Log: newLogger(l.Config, stderr), Admin: true})
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,12 @@ type OpenOptions struct {
 	// ones (tests hand in a conformance backend); Close leaves them open.
 	DB    *sqldb.DB
 	Cache cache.Cache
+	// Admin opens the resources for an admin command (keys, audit,
+	// tokens, features): an unreachable Redis is reported and replaced by
+	// an in-memory cache instead of failing — an operator can rotate keys
+	// or verify the audit log during a cache outage — and no background
+	// work starts.
+	Admin bool
 }
 
 // Open opens the resources of cfg's node: the database (migrated, or
@@ -105,7 +111,14 @@ func Open(ctx context.Context, cfg config.Config, o OpenOptions) (_ *Resources, 
 		return nil, err
 	}
 	if r.Cache = o.Cache; r.Cache == nil {
-		if r.Cache, err = buildCache(ctx, cfg, r.Registerer); err != nil {
+		r.Cache, err = buildCache(ctx, cfg, r.Registerer)
+		if err != nil && o.Admin && cfg.RedisURL != "" {
+			r.Log.Warn("Redis is unreachable: this command goes on without the shared cache", "err", err)
+			noRedis := cfg
+			noRedis.RedisURL = ""
+			r.Cache, err = buildCache(ctx, noRedis, prometheus.NewRegistry())
+		}
+		if err != nil {
 			return nil, err
 		}
 		r.push(r.Cache.Close)
@@ -129,11 +142,14 @@ func Open(ctx context.Context, cfg config.Config, o OpenOptions) (_ *Resources, 
 		SubjectRefKey: r.SubjectRefKey, Revoked: r.Revocations.Notify, Log: r.Log.With("component", "consent")})
 	// The consent domain follows the revocation log, so no cached
 	// verification outlives a withdrawal made by any process on this
-	// database, whatever the cache does.
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	watching := make(chan struct{})
-	go func() { defer close(watching); r.Consent.WatchRevocations(watchCtx) }()
-	r.push(func() error { stopWatch(); <-watching; return nil })
+	// database, whatever the cache does. (An admin command verifies
+	// nothing: without the watch its domain reads the database.)
+	if !o.Admin {
+		watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+		watching := make(chan struct{})
+		go func() { defer close(watching); r.Consent.WatchRevocations(watchCtx) }()
+		r.push(func() error { stopWatch(); <-watching; return nil })
+	}
 
 	names := make([]string, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {

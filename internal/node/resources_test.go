@@ -170,3 +170,22 @@ func TestResourcesCloseInReverse(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestAdminOpenSurvivesARedisOutage (review finding N4): admin commands
+// (keys rotate, audit verify, tokens) go on without Redis; a node does not
+// start without it.
+func TestAdminOpenSurvivesARedisOutage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RedisURL = "redis://127.0.0.1:1/0" // nothing listens there
+	if _, err := node.Open(context.Background(), cfg, node.OpenOptions{}); err == nil {
+		t.Fatal("a node opened with its Redis down")
+	}
+	res, err := node.Open(context.Background(), cfg, node.OpenOptions{Admin: true})
+	if err != nil {
+		t.Fatalf("an admin command could not open the node's resources with Redis down: %v", err)
+	}
+	defer res.Close()
+	if _, _, err := res.Keys.Signer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
