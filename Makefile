@@ -1,8 +1,10 @@
 # fedrisk developer tasks. `make help` lists them.
 GO      ?= go
 PKGS    ?= ./...
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-IMAGE   ?= localhost/fedrisk:$(VERSION)
+# BUILD_VERSION, not VERSION: the runbook's VERSION (stable/canary) may be
+# set in an operator's shell and must not become the image tag.
+BUILD_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE   ?= localhost/fedrisk:$(BUILD_VERSION)
 PODMAN  ?= podman
 STATICCHECK ?= staticcheck
 STATICCHECK_VERSION ?= v0.8.2
@@ -13,7 +15,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/fedrisk
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/fedrisk ./cmd/fedrisk
+	$(GO) build -ldflags "-X main.version=$(BUILD_VERSION)" -o bin/fedrisk ./cmd/fedrisk
 
 test: ## run the tests (the README's test command)
 	$(GO) test $(PKGS)
@@ -58,18 +60,18 @@ ci: ## run .ci/run (starts PostgreSQL and Redis if needed)
 
 image: ## container image with podman: static binary built here, copied onto scratch (Dockerfile)
 	rm -rf bin/image && mkdir -p bin/image/etc/ssl/certs bin/image/data bin/image/tmp
-	CGO_ENABLED=0 $(GO) build -tags nodemodata -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/fedrisk ./cmd/fedrisk
+	CGO_ENABLED=0 $(GO) build -tags nodemodata -trimpath -ldflags "-s -w -X main.version=$(BUILD_VERSION)" -o bin/image/fedrisk ./cmd/fedrisk
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/etc/ssl/certs/ca-certificates.crt
 	printf 'root:x:0:0:root:/:/sbin/nologin\nfedrisk:x:65532:65532:fedrisk:/data:/sbin/nologin\n' > bin/image/etc/passwd
 	printf 'root:x:0:\nfedrisk:x:65532:\n' > bin/image/etc/group
 	chmod 0750 bin/image/data && chmod 1777 bin/image/tmp
-	$(PODMAN) build --format docker --build-arg VERSION=$(VERSION) \
+	$(PODMAN) build --format docker --build-arg VERSION=$(BUILD_VERSION) \
 	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) -t localhost/fedrisk:latest .
 
 image-check: ## check the built image by its contents: config, size, non-root, /health and version of its entrypoint
 	$(PODMAN) save --format docker-archive -o bin/fedrisk-image.tar $(IMAGE)
-	cd deploy && FEDRISK_TEST_IMAGE_ARCHIVE=$(CURDIR)/bin/fedrisk-image.tar FEDRISK_TEST_IMAGE_VERSION=$(VERSION) \
+	cd deploy && FEDRISK_TEST_IMAGE_ARCHIVE=$(CURDIR)/bin/fedrisk-image.tar FEDRISK_TEST_IMAGE_VERSION=$(BUILD_VERSION) \
 	  $(GO) test -count=1 -run '^TestImage$$' -v ./validate/
 
 deploy-test: ## the deploy module's tests: compose-go, helm render + lint, strict decoding, semantics against a real node

@@ -184,3 +184,20 @@ func TestDeployInitRunbookCertificates(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployInitRefusesPlaceholders (review finding D2): a .env copied from
+// .env.example keeps its "<32 random bytes, ...>" placeholders; deploy init
+// must not take them for secrets.
+func TestDeployInitRefusesPlaceholders(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("GRAFANA_ADMIN_PASSWORD=<16 random bytes, base64url>\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, nil, "deploy", "init", "--dir", dir, "--ecdsa")
+	if code == 0 || !strings.Contains(stderr, "GRAFANA_ADMIN_PASSWORD is still the placeholder") {
+		t.Fatalf("exit %d, %q", code, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, ".env")); string(b) != "GRAFANA_ADMIN_PASSWORD=<16 random bytes, base64url>\n" {
+		t.Errorf("a refused run changed .env:\n%s", b)
+	}
+}

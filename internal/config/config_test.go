@@ -263,3 +263,15 @@ func TestScoringValidate(t *testing.T) {
 		t.Errorf("defaults invalid: %v", c.Validate())
 	}
 }
+
+// TestParseServicesAllAndMore (review finding W1): "all" stands for every
+// service but the console, and what follows it is still read.
+func TestParseServicesAllAndMore(t *testing.T) {
+	got, err := ParseServices("all,console")
+	if err != nil || len(got) != len(AllServices())+1 || got[len(got)-1] != ServiceConsole {
+		t.Fatalf("all,console → %v %v", got, err)
+	}
+	if got, err := ParseServices("console,all"); err != nil || len(got) != len(AllServices())+1 {
+		t.Fatalf("console,all → %v %v", got, err)
+	}
+}

@@ -350,7 +350,11 @@ func ParseServices(v string) ([]string, error) {
 		case s == "":
 			continue
 		case s == "all":
-			return AllServices(), nil
+			for _, a := range AllServices() {
+				if !slices.Contains(out, a) {
+					out = append(out, a)
+				}
+			}
 		case !slices.Contains(KnownServices(), s):
 			return nil, fmt.Errorf("unknown service %q", s)
 		case !slices.Contains(out, s):

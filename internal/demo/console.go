@@ -17,7 +17,8 @@ const consoleTokenName = "demo-console"
 // token to log in with; the previous run's token is revoked, so only the
 // printed one works.
 func (d *Demo) startConsole(ctx context.Context, p *Party) error {
-	if err := waitReady(ctx, apiclient.New(p.ConsoleURL, nil)); err != nil {
+	// The console's listener faces browsers: it answers /health only.
+	if err := waitFor(ctx, apiclient.New(p.ConsoleURL, nil), "/health"); err != nil {
 		return fmt.Errorf("%s console did not become ready (see %s): %w", p.Name, d.logPath(p.Name), err)
 	}
 	toks := auth.NewTokens(sqlauth.New(p.Node.DB()))

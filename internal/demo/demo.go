@@ -431,12 +431,15 @@ func secretFile(path string) (string, error) {
 }
 
 // waitReady polls GET /ready until it answers 200.
-func waitReady(ctx context.Context, c *apiclient.Client) error {
+func waitReady(ctx context.Context, c *apiclient.Client) error { return waitFor(ctx, c, "/ready") }
+
+// waitFor polls GET path until it answers 200.
+func waitFor(ctx context.Context, c *apiclient.Client, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	var last error
 	for {
-		if _, last = c.Do(ctx, "GET", "/ready", nil, nil); last == nil {
+		if _, last = c.Do(ctx, "GET", path, nil, nil); last == nil {
 			return nil
 		}
 		select {

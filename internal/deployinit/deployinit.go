@@ -233,6 +233,11 @@ func writeEnv(o Options, r io.Reader, res *Result) error {
 		return fmt.Errorf(".env: %w", err)
 	}
 	have := envKeys(existing)
+	for k, v := range EnvFile(existing) {
+		if strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">") {
+			return fmt.Errorf(".env: %s is still the placeholder %s of .env.example: delete that line so deploy init generates a secret, or set a value of your own", k, v)
+		}
+	}
 	var b bytes.Buffer
 	if !exists {
 		fmt.Fprintf(&b, "# fedrisk Docker Compose deployment, written by `fedrisk deploy init --env %s`\n", o.Env)

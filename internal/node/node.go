@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -65,6 +66,15 @@ type Service interface {
 	Mount(mux *http.ServeMux)
 	Close() error
 }
+
+// Public is implemented by services whose listener faces browsers (the
+// console): it shows /health but neither /ready nor /metrics.
+type Public interface{ Public() bool }
+
+// stateless reports services that keep no state of their own: a process
+// running only them opens no database, keys or consent domain
+// (OpenOptions.Stateless).
+func stateless(service string) bool { return service == config.ServiceConsole }
 
 // ListenerTLS is implemented by services whose listener has a TLS
 // configuration of its own (the console: it faces browsers, not peers);
@@ -121,6 +131,7 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	}()
 	oo := opts.Open
 	oo.Log, oo.Registerer = n.log, opts.Registry
+	oo.Stateless = !slices.ContainsFunc(cfg.Services, func(s string) bool { return !stateless(s) })
 	if n.res, err = Open(ctx, cfg, oo); err != nil {
 		return nil, err
 	}
@@ -143,7 +154,16 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 		}
 		n.services = append(n.services, svc)
 		mux := http.NewServeMux()
-		web.Mount(mux, serviceGatherer(name, opts.Registry, own), checks, cfg.HTTP.PeerTimeout, n)
+		if p, ok := svc.(Public); ok && p.Public() {
+			// A listener for browsers shows liveness only: /ready names
+			// peers and dependencies, /metrics the whole service (the ops
+			// listener is where probes and scrapers get both).
+			mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+				web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			})
+		} else {
+			web.Mount(mux, serviceGatherer(name, opts.Registry, own), checks, cfg.HTTP.PeerTimeout, n)
+		}
 		svc.Mount(mux)
 		h := web.Middleware{Service: name, Log: slog, Metrics: metrics, MaxBodyBytes: cfg.HTTP.MaxBodyBytes}.Wrap(mux)
 		listenTLS := n.res.ServerTLS
@@ -182,10 +202,11 @@ func (n *Node) timeouts() web.Timeouts {
 // failure named under "degraded").
 func readyChecks(r *Resources) []web.Check {
 	cfg := r.Config
-	checks := []web.Check{
-		{Name: "database", Fn: r.DB.PingContext},
-		{Name: "cache", Fn: r.Cache.Ping},
+	var checks []web.Check
+	if r.DB != nil {
+		checks = append(checks, web.Check{Name: "database", Fn: r.DB.PingContext})
 	}
+	checks = append(checks, web.Check{Name: "cache", Fn: r.Cache.Ping})
 	for _, p := range cfg.Peers {
 		if p.URL != "" {
 			checks = append(checks, web.PeerCheck(r.PeerClient, p.Name, p.URL))

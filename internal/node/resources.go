@@ -73,6 +73,10 @@ type OpenOptions struct {
 	// ones (tests hand in a conformance backend); Close leaves them open.
 	DB    *sqldb.DB
 	Cache cache.Cache
+	// Stateless opens only what a service that keeps no state needs (the
+	// console: it calls the other services' APIs): an in-memory cache, the
+	// peer identities and TLS — no database, keys or consent domain.
+	Stateless bool
 	// Admin opens the resources for an admin command (keys, audit,
 	// tokens, features): an unreachable Redis is reported and replaced by
 	// an in-memory cache instead of failing — an operator can rotate keys
@@ -100,6 +104,13 @@ func Open(ctx context.Context, cfg config.Config, o OpenOptions) (_ *Resources, 
 			r.Close()
 		}
 	}()
+	if o.Stateless {
+		if r.Cache = o.Cache; r.Cache == nil {
+			r.Cache = cache.NewMemory(cache.MemoryOptions{})
+			r.push(r.Cache.Close)
+		}
+		return r, r.openPeers(cfg)
+	}
 
 	if r.DB = o.DB; r.DB == nil {
 		if r.DB, err = OpenDatabase(ctx, cfg, r.Log); err != nil {
@@ -151,23 +162,29 @@ func Open(ctx context.Context, cfg config.Config, o OpenOptions) (_ *Resources, 
 		r.push(func() error { stopWatch(); <-watching; return nil })
 	}
 
+	return r, r.openPeers(cfg)
+}
+
+// openPeers builds the peer identities, the TLS configurations and the
+// client towards peers.
+func (r *Resources) openPeers(cfg config.Config) error {
 	names := make([]string, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		names = append(names, p.Name)
 	}
 	allow, err := pki.NewAllowlist(names...)
 	if err != nil {
-		return nil, fmt.Errorf("peers: %w", err)
+		return fmt.Errorf("peers: %w", err)
 	}
 	r.Peers = authhttp.Peers{Allowlist: allow, PlainLoopback: !cfg.TLS.Enabled() && !cfg.AuthRequired}
 	var clientTLS *tls.Config
 	if r.ServerTLS, clientTLS, err = loadTLS(cfg.TLS); err != nil {
-		return nil, err
+		return err
 	}
 	transport := &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second}
 	r.PeerClient = &http.Client{Timeout: 10 * time.Second, Transport: transport}
 	r.push(func() error { transport.CloseIdleConnections(); return nil })
-	return r, nil
+	return nil
 }
 
 // push adds a cleanup step; Close runs them last in, first out.

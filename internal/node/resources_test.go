@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -187,5 +188,31 @@ func TestAdminOpenSurvivesARedisOutage(t *testing.T) {
 	defer res.Close()
 	if _, _, err := res.Keys.Signer(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConsoleAloneOpensNoState (review findings N5, N6): a console-only
+// process opens no database and writes no development key, and its
+// browser-facing listener shows /health but neither /ready nor /metrics.
+func TestConsoleAloneOpensNoState(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Services = []string{config.ServiceConsole}
+	cfg.Addrs[config.ServiceConsole] = "127.0.0.1:0"
+	cfg.Console.ConsentURL, cfg.Console.PSIURL, cfg.Console.ServingURL = "http://127.0.0.1:1", "http://127.0.0.1:1", "http://127.0.0.1:1"
+	n, _ := start(t, node.Options{Config: cfg})
+	if n.DB() != nil {
+		t.Error("a console-only node opened a database")
+	}
+	if entries, _ := os.ReadDir(cfg.DataDir); len(entries) != 0 {
+		t.Errorf("a console-only node wrote into its data directory: %v", entries)
+	}
+	base := "http://" + n.Addr(config.ServiceConsole)
+	if code, _ := get(t, http.DefaultClient, base+"/health"); code != 200 {
+		t.Errorf("console /health: %d", code)
+	}
+	for _, p := range []string{"/metrics", "/ready"} {
+		if code, body := get(t, http.DefaultClient, base+p); code == 200 && (strings.Contains(body, "http_requests_total") || strings.Contains(body, `"checks"`)) {
+			t.Errorf("the console's browser-facing listener serves %s", p)
+		}
 	}
 }

@@ -70,7 +70,7 @@ func TrainingDeps(e Env, models trainjob.Registrar) trainjobnode.Deps {
 		peers[p.Name] = p.URLFor(config.ServiceServing)
 	}
 	return trainjobnode.Deps{Party: r.Config.Party, DataDir: r.Config.DataDir, Peers: peers,
-		PeerAuth: r.Peers, Tokens: r.Tokens, AuthRequired: r.Config.AuthRequired, PeerClient: r.PeerClient,
+		PeerAuth: r.Peers, NameSelf: !r.Config.TLS.Enabled(), Tokens: r.Tokens, AuthRequired: r.Config.AuthRequired, PeerClient: r.PeerClient,
 		Store: sqltrainjob.New(r.DB), Models: models, Registerer: e.Registerer, Log: e.Log,
 		// Read-only use of the PSI results: Get, List and Export of finished jobs.
 		PSI: psijob.NewService(psijob.ServiceDeps{Store: sqlpsi.New(r.DB), Sealer: r.Keys}, psijob.Options{Log: e.Log})}

@@ -37,8 +37,8 @@ type ReadyBody struct {
 	Status string        `json:"status"` // "ready" or "not_ready"
 	Checks []CheckResult `json:"checks"`
 	// Degraded names the informational checks that failed (peers).
-	Degraded []string `json:"degraded,omitempty"`
-	Error  *ErrorDetail  `json:"error,omitempty"`
+	Degraded []string     `json:"degraded,omitempty"`
+	Error    *ErrorDetail `json:"error,omitempty"`
 }
 
 // Probe runs every check concurrently, each under timeout, and reports

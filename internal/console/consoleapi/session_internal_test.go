@@ -60,7 +60,7 @@ func TestSessionsExpire(t *testing.T) {
 	if s.get(a) != nil {
 		t.Error("a dropped session is still there")
 	}
-	if len(randomToken()) < 40 || randomToken() == randomToken() {
+	if x, y := randomToken(), randomToken(); len(x) < 40 || x == y {
 		t.Error("session ids are not random 256-bit values")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,6 +77,10 @@ func New(_ context.Context, d Deps) (*Service, error) {
 	return s, nil
 }
 
+// Public tells the node the console's listener faces browsers: it shows
+// /health only, not /ready or /metrics.
+func (s *Service) Public() bool { return true }
+
 // Mount adds the console's pages.
 func (s *Service) Mount(mux *http.ServeMux) { s.api.Mount(mux) }
 
@@ -87,8 +92,10 @@ func (s *Service) Close() error { return s.api.Close() }
 func (s *Service) ListenerTLS() *tls.Config { return s.tls }
 
 // ServiceURLs returns the base URLs the console calls: console.*_url when
-// set, else this node's own listen address of the service (https when the
-// node serves TLS; an unspecified host becomes 127.0.0.1).
+// set, else — when this node runs that service too — its own listen address
+// of the service (https when the node serves TLS; an unspecified host
+// becomes 127.0.0.1). A console on its own (a container, a pod) must be
+// told where the services are.
 func ServiceURLs(cfg config.Config) (map[string]string, error) {
 	set := map[string]string{
 		config.ServiceConsent: cfg.Console.ConsentURL,
@@ -100,6 +107,9 @@ func ServiceURLs(cfg config.Config) (map[string]string, error) {
 		if u := set[svc]; u != "" {
 			out[svc] = strings.TrimRight(u, "/")
 			continue
+		}
+		if !slices.Contains(cfg.Services, svc) {
+			return nil, fmt.Errorf("console: set console.%s_url (env FEDRISK_CONSOLE_%s_URL): this node runs no %s service for the console to call", svc, strings.ToUpper(svc), svc)
 		}
 		addr := cfg.Addrs[svc]
 		host, port, err := net.SplitHostPort(addr)

@@ -38,6 +38,9 @@ func TestServiceURLs(t *testing.T) {
 			c.Console.ConsentURL, c.Console.PSIURL, c.Console.ServingURL = "https://consent.bank.example/", "https://psi.bank.example", "https://serving.bank.example"
 		}, map[string]string{"consent": "https://consent.bank.example", "psi": "https://psi.bank.example", "serving": "https://serving.bank.example"}, false},
 		{"port 0 without a URL", func(c *config.Config) { c.Addrs["psi"] = "127.0.0.1:0" }, nil, true},
+		// review finding N1: a console on its own (a container) defaulted
+		// to 127.0.0.1 addresses where nothing listens.
+		{"console alone without URLs", func(c *config.Config) { c.Services = []string{config.ServiceConsole} }, nil, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()
@@ -69,6 +72,7 @@ func TestListener(t *testing.T) {
 	base.Party, base.DataDir = "bank", filepath.Join(dir, "data")
 	base.Services = []string{config.ServiceConsole}
 	base.Addrs[config.ServiceConsole] = "127.0.0.1:0"
+	base.Console.ConsentURL, base.Console.PSIURL, base.Console.ServingURL = "https://127.0.0.1:1", "https://127.0.0.1:1", "https://127.0.0.1:1"
 	base.TLS = config.TLS{CertFile: bank.ServerCert, KeyFile: bank.ServerKey, CAFile: certs.CACert,
 		ClientCertFile: bank.ClientCert, ClientKeyFile: bank.ClientKey, RequireClientCert: true}
 	base.HTTP.ShutdownGrace = 5 * time.Second

@@ -251,7 +251,9 @@ func (p *Prober) get(ctx context.Context, u, token string, check func([]byte) er
 	if err != nil {
 		return "", err
 	}
-	if token != "" {
+	if token != "" && req.URL.Scheme == "https" {
+		// Never in clear text: /health and /ready need no token, and a
+		// plain-HTTP target (the ops listener) must not receive one.
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := p.Client.Do(req)

@@ -29,9 +29,11 @@ type Deps struct {
 	// Peers maps each configured peer to the URL of its training (model
 	// serving) service.
 	Peers map[string]string
-	// PeerAuth identifies the callers of the peer API. Under plain HTTP
-	// (PeerAuth.PlainLoopback) this node names itself to its peers too.
+	// PeerAuth identifies the callers of the peer API.
 	PeerAuth authhttp.Peers
+	// NameSelf makes this node name itself in authhttp.PartyHeader when it
+	// calls a peer: a node without TLS has no certificate to do it.
+	NameSelf bool
 	// Tokens authenticates the client API's bearer tokens (nil refuses
 	// them); without AuthRequired loopback callers act as local admin.
 	Tokens       authhttp.Authenticator
@@ -73,7 +75,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("training metrics: %w", err)
 	}
 	party := d.Party
-	plain := d.PeerAuth.PlainLoopback
+	plain := d.NameSelf
 	dial := func(ctx context.Context, peer string, req trainjob.OpenRequest) (trainjob.Session, trainjob.OpenAnswer, error) {
 		url, ok := d.Peers[peer]
 		if !ok || url == "" {
