@@ -65,7 +65,7 @@ func addConfigFlags(cmd *cobra.Command) *configFlags {
 	cf := &configFlags{cmd: cmd}
 	fs := cmd.Flags()
 	fs.StringVarP(&cf.file, "config", "c", "", "YAML configuration file (env FEDRISK_CONFIG)")
-	fs.StringArrayVar(&cf.peers, "peer", nil, "peer party as name=url (repeatable; replaces peers from file and env)")
+	fs.StringArrayVar(&cf.peers, "peer", nil, "peer party as name=url[;ca_file=PATH][;spki_sha256=HEX] (repeatable; replaces peers from file and env)")
 	for _, s := range config.Settings() {
 		if s.Flag == "" {
 			continue

@@ -98,6 +98,15 @@ type Peer struct {
 	// ServiceConsent, ServiceServing) when the peer's services listen on
 	// their own ports, e.g. serving → https://partner.example:7003.
 	ServiceURLs map[string]string
+	// CAFile holds the peer's own trust anchor (its institution's CA
+	// certificates, PEM): a certificate naming the peer is accepted only
+	// if it chains to them, and the peer's servers are verified against
+	// them alone. Empty: tls.ca_file.
+	CAFile string
+	// SPKI pins the hex SHA-256 digests of the SubjectPublicKeyInfo of
+	// the certificates (client and server) the peer may present; empty:
+	// any key its trust anchor certifies.
+	SPKI []string
 }
 
 // URLFor returns the base URL of the peer's service s: its own URL when
@@ -197,8 +206,9 @@ func (c *Config) Validate() error {
 	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
 		return &Error{Key: "tls.client_key_file", Value: c.TLS.ClientKeyFile, Accepted: "set together with tls.client_cert_file"}
 	}
-	if c.TLS.RequireClientCert && (c.TLS.CAFile == "" || !c.TLS.Enabled()) {
-		return &Error{Key: "tls.require_client_cert", Value: "true", Accepted: "true only with tls.cert_file, tls.key_file and tls.ca_file"}
+	peerCA := slices.ContainsFunc(c.Peers, func(p Peer) bool { return p.CAFile != "" })
+	if c.TLS.RequireClientCert && ((c.TLS.CAFile == "" && !peerCA) || !c.TLS.Enabled()) {
+		return &Error{Key: "tls.require_client_cert", Value: "true", Accepted: "true only with tls.cert_file, tls.key_file and tls.ca_file (or peers[].ca_file)"}
 	}
 	names := map[string]bool{}
 	for i, p := range c.Peers {
@@ -215,6 +225,11 @@ func (c *Config) Validate() error {
 				return &Error{Key: key + ".url", Value: p.URL, Accepted: "an http:// or https:// URL", Err: err}
 			}
 		}
+		for j, pin := range p.SPKI {
+			if !isSPKIPin(pin) {
+				return &Error{Key: fmt.Sprintf("%s.spki_sha256[%d]", key, j), Value: pin, Accepted: "the 64 hex digits of a SHA-256 digest (colons allowed)"}
+			}
+		}
 		for _, svc := range slices.Sorted(maps.Keys(p.ServiceURLs)) {
 			if !slices.Contains(AllServices(), svc) {
 				return &Error{Key: key + "." + svc + "_url", Value: svc, Accepted: "psi_url, consent_url or serving_url"}
@@ -225,6 +240,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return c.Scoring.validate()
+}
+
+// isSPKIPin reports whether s is 64 hex digits, optionally colon-separated.
+func isSPKIPin(s string) bool {
+	s = strings.ReplaceAll(s, ":", "")
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // HasService reports whether the node runs service s.

@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,8 @@ func TestInvalidValues(t *testing.T) {
 		{"peer without url", Inputs{FileName: "x.yaml", File: []byte("peers:\n  - name: p\n")}, "peers[0].url", "http"},
 		{"short subject ref key", Inputs{Env: envOf(map[string]string{"FEDRISK_SUBJECT_REF_KEY": "abcd"})}, "subject_ref_key", "32"},
 		{"mtls without ca", Inputs{Flags: map[string]string{"tls.require_client_cert": "true"}}, "tls.require_client_cert", "tls.ca_file"},
+		{"peer pin", Inputs{Peers: []string{"partner=https://x;spki_sha256=abcd"}}, "peers[0].spki_sha256[0]", "64 hex digits"},
+		{"peer option", Inputs{Peers: []string{"partner=https://x;ca=f.pem"}}, "peers", "unknown peer option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,6 +248,53 @@ peers:
 	}
 }
 
+// TestPeerTrustAnchors: a peer's own CA file and SPKI pins, in the file,
+// the environment and flags alike, survive config print.
+func TestPeerTrustAnchors(t *testing.T) {
+	const pin = "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"
+	file := []byte(`
+peers:
+  - name: partner
+    url: https://partner.example
+    ca_file: /etc/fedrisk/partner-ca.crt
+    spki_sha256: ` + pin + `
+  - name: telco
+    url: https://telco.example
+    spki_sha256: [` + pin + `, "` + strings.ToUpper(pin) + `"]
+`)
+	want := []Peer{
+		{Name: "partner", URL: "https://partner.example", CAFile: "/etc/fedrisk/partner-ca.crt", SPKI: []string{pin}},
+		{Name: "telco", URL: "https://telco.example", SPKI: []string{pin, strings.ToUpper(pin)}},
+	}
+	item := "partner=https://partner.example;ca_file=/etc/fedrisk/partner-ca.crt;spki_sha256=" + pin
+	item2 := "telco=https://telco.example;spki_sha256=" + pin + ";spki_sha256=" + strings.ToUpper(pin)
+	for name, in := range map[string]Inputs{
+		"file": {FileName: "f.yaml", File: file},
+		"env":  {Env: envOf(map[string]string{"FEDRISK_PEERS": item + "," + item2})},
+		"flag": {Peers: []string{item, item2}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, err := Load(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			if err := l.Print(&b); err != nil {
+				t.Fatal(err)
+			}
+			again, err := Load(Inputs{FileName: "printed.yaml", File: []byte(b.String())})
+			if err != nil {
+				t.Fatalf("printed config does not load: %v\n%s", err, b.String())
+			}
+			for _, got := range [][]Peer{l.Peers, again.Peers} {
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("peers %+v, want %+v", got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestScoringValidate: values set in code, not parsed, are checked too.
 func TestScoringValidate(t *testing.T) {
 	for key, set := range map[string]func(*Scoring){
@@ -261,5 +312,22 @@ func TestScoringValidate(t *testing.T) {
 	}
 	if c := Default(); c.Validate() != nil {
 		t.Errorf("defaults invalid: %v", c.Validate())
+	}
+}
+
+// TestDeployExamplesLoad: the commented example configurations load.
+func TestDeployExamplesLoad(t *testing.T) {
+	for _, name := range []string{"guest.yaml", "host.yaml"} {
+		data, err := os.ReadFile("../../deploy/examples/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := Load(Inputs{FileName: name, File: data})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(l.Peers) == 0 || l.Peers[0].CAFile == "" {
+			t.Errorf("%s: the peer has no trust anchor of its own: %+v", name, l.Peers)
+		}
 	}
 }

@@ -77,7 +77,7 @@ func Load(in Inputs) (*Loaded, error) {
 		if v, ok := in.Env("FEDRISK_PEERS"); ok {
 			peers, err := ParsePeers(v)
 			if err != nil {
-				return nil, &Error{Key: "peers", Source: "env FEDRISK_PEERS", Value: v, Err: err, Accepted: "name=url[,name=url...]"}
+				return nil, &Error{Key: "peers", Source: "env FEDRISK_PEERS", Value: v, Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX][,name=url...]"}
 			}
 			l.Peers = peers
 			l.Sources["peers"] = "env FEDRISK_PEERS"
@@ -104,7 +104,7 @@ func Load(in Inputs) (*Loaded, error) {
 		for _, v := range in.Peers {
 			p, err := ParsePeers(v)
 			if err != nil {
-				return nil, &Error{Key: "peers", Source: "flag --peer", Value: v, Err: err, Accepted: "name=url"}
+				return nil, &Error{Key: "peers", Source: "flag --peer", Value: v, Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX]"}
 			}
 			peers = append(peers, p...)
 		}
@@ -192,18 +192,20 @@ func flattenYAML(data []byte) ([]keyValue, []Peer, error) {
 
 func decodePeers(v *yaml.Node) ([]Peer, error) {
 	var raw []struct {
-		Name       string `yaml:"name"`
-		URL        string `yaml:"url"`
-		PSIURL     string `yaml:"psi_url"`
-		ConsentURL string `yaml:"consent_url"`
-		ServingURL string `yaml:"serving_url"`
+		Name       string     `yaml:"name"`
+		URL        string     `yaml:"url"`
+		PSIURL     string     `yaml:"psi_url"`
+		ConsentURL string     `yaml:"consent_url"`
+		ServingURL string     `yaml:"serving_url"`
+		CAFile     string     `yaml:"ca_file"`
+		SPKI       stringList `yaml:"spki_sha256"`
 	}
 	if err := v.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("line %d: peers must be a list of {name, url, psi_url, consent_url, serving_url}: %w", v.Line, err)
+		return nil, fmt.Errorf("line %d: peers must be a list of {name, url, psi_url, consent_url, serving_url, ca_file, spki_sha256}: %w", v.Line, err)
 	}
 	peers := make([]Peer, 0, len(raw))
 	for _, r := range raw {
-		p := Peer{Name: r.Name, URL: r.URL}
+		p := Peer{Name: r.Name, URL: r.URL, CAFile: r.CAFile, SPKI: r.SPKI}
 		for svc, u := range map[string]string{ServicePSI: r.PSIURL, ServiceConsent: r.ConsentURL, ServiceServing: r.ServingURL} {
 			if u != "" {
 				if p.ServiceURLs == nil {
@@ -215,6 +217,22 @@ func decodePeers(v *yaml.Node) ([]Peer, error) {
 		peers = append(peers, p)
 	}
 	return peers, nil
+}
+
+// stringList is a YAML list of strings, or one string.
+type stringList []string
+
+func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = stringList{n.Value}
+		return nil
+	}
+	var s []string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	*l = s
+	return nil
 }
 
 // Print writes the effective configuration as YAML that `fedrisk serve
@@ -254,6 +272,15 @@ func (l *Loaded) Print(w io.Writer) error {
 			for _, svc := range AllServices() {
 				if u := p.ServiceURLs[svc]; u != "" {
 					fmt.Fprintf(&b, "    %s_url: %s\n", svc, yamlScalar(u))
+				}
+			}
+			if p.CAFile != "" {
+				fmt.Fprintf(&b, "    ca_file: %s\n", yamlScalar(p.CAFile))
+			}
+			if len(p.SPKI) > 0 {
+				b.WriteString("    spki_sha256:\n")
+				for _, pin := range p.SPKI {
+					fmt.Fprintf(&b, "      - %s\n", yamlScalar(pin))
 				}
 			}
 		}

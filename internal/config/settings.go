@@ -364,6 +364,8 @@ func ParseServices(v string) ([]string, error) {
 }
 
 // ParsePeers parses "name=url,name=url" (env FEDRISK_PEERS, flag --peer).
+// Each item may carry the peer's trust anchor after semicolons:
+// "name=url;ca_file=PATH;spki_sha256=HEX;spki_sha256=HEX".
 func ParsePeers(v string) ([]Peer, error) {
 	var out []Peer
 	for _, item := range strings.Split(v, ",") {
@@ -371,11 +373,24 @@ func ParsePeers(v string) ([]Peer, error) {
 		if item == "" {
 			continue
 		}
-		name, u, ok := strings.Cut(item, "=")
+		fields := strings.Split(item, ";")
+		name, u, ok := strings.Cut(fields[0], "=")
 		if !ok {
-			return nil, fmt.Errorf("%q is not name=url", item)
+			return nil, fmt.Errorf("%q is not name=url", fields[0])
 		}
-		out = append(out, Peer{Name: strings.TrimSpace(name), URL: strings.TrimSpace(u)})
+		p := Peer{Name: strings.TrimSpace(name), URL: strings.TrimSpace(u)}
+		for _, f := range fields[1:] {
+			k, val, _ := strings.Cut(strings.TrimSpace(f), "=")
+			switch val = strings.TrimSpace(val); k {
+			case "ca_file":
+				p.CAFile = val
+			case "spki_sha256":
+				p.SPKI = append(p.SPKI, val)
+			default:
+				return nil, fmt.Errorf("%q: unknown peer option %q (ca_file, spki_sha256)", item, k)
+			}
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

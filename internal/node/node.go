@@ -118,6 +118,9 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	if n.res, err = Open(ctx, cfg, oo); err != nil {
 		return nil, err
 	}
+	if err := n.checkSecurity(); err != nil {
+		return nil, err
+	}
 	checks := readyChecks(n.res)
 
 	metrics := web.NewMetrics(opts.Registry)
@@ -156,6 +159,20 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 		n.servers = append(n.servers, srv)
 	}
 	return n, nil
+}
+
+// checkSecurity reports what leaves the node open to impersonation or
+// exposure: a loud warning each, and in strict security mode a refusal
+// to start.
+func (n *Node) checkSecurity() error {
+	cfg := n.opts.Config
+	for _, issue := range n.res.trustIssues {
+		if cfg.SecurityMode == "strict" {
+			return fmt.Errorf("security_mode=strict: %s", issue)
+		}
+		n.log.Warn("SECURITY: " + issue)
+	}
+	return nil
 }
 
 // OpsListener names the operations listener (listen.ops) in logs and Addr.

@@ -652,3 +652,105 @@ func TestNilPoolsTrustNothing(t *testing.T) {
 		t.Errorf("client: RootCAs %v, %d certificates, MinVersion %x", cfg.RootCAs, len(cfg.Certificates), cfg.MinVersion)
 	}
 }
+
+func caCert(t *testing.T, ca *pki.CA) *x509.Certificate {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(f, ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.LoadCertificates(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
+
+// TestBoundAllowlist: a certificate naming a party is taken for it only
+// when it chains to that party's trust anchor and carries a pinned key.
+func TestBoundAllowlist(t *testing.T) {
+	bankCA, err := pki.NewCA("bank CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := pki.NewCA("institution C")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankRoot, otherRoot := caCert(t, bankCA), caCert(t, otherCA)
+	issue := func(ca *pki.CA) *x509.Certificate {
+		c, err := ca.IssueClient("bank")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf
+	}
+	genuine, forged := issue(bankCA), issue(otherCA)
+	// state is what crypto/tls hands over after verifying leaf to root.
+	state := func(leaf, root *x509.Certificate) *tls.ConnectionState {
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf, root}}}
+	}
+	pin := func(c *x509.Certificate) [32]byte {
+		p, err := pki.ParseSPKIPin(strings.ToUpper(pki.SPKIFingerprint(c)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	both := []*x509.Certificate{bankRoot, otherRoot}
+	tests := []struct {
+		name     string
+		defaults []*x509.Certificate
+		peer     pki.PeerTrust
+		cs       *tls.ConnectionState
+		ok       bool
+	}{
+		{"own anchor: genuine", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}}, state(genuine, bankRoot), true},
+		{"own anchor: another CA's certificate", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}}, state(forged, otherRoot), false},
+		// The handshake found a chain to another anchor first; the
+		// certificate still chains to the bank's own.
+		{"own anchor: genuine, other chain first", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}}, state(genuine, otherRoot), true},
+		{"single default anchor", []*x509.Certificate{bankRoot}, pki.PeerTrust{}, state(genuine, bankRoot), true},
+		{"single default anchor: another CA", []*x509.Certificate{bankRoot}, pki.PeerTrust{}, state(forged, otherRoot), false},
+		{"no anchor at all", nil, pki.PeerTrust{}, state(genuine, bankRoot), false},
+		{"pinned key", both, pki.PeerTrust{SPKI: [][32]byte{pin(genuine)}}, state(genuine, bankRoot), true},
+		{"pin of another key", both, pki.PeerTrust{SPKI: [][32]byte{pin(genuine)}}, state(issue(bankCA), bankRoot), false},
+		{"pin and anchor: pinned key from another CA", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}, SPKI: [][32]byte{pin(forged)}}, state(forged, otherRoot), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.peer.Party = "bank"
+			allow, err := pki.NewBoundAllowlist(tt.defaults, tt.peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			party, err := allow.Check(tt.cs)
+			if ok := err == nil; ok != tt.ok || party != "bank" {
+				t.Fatalf("Check = %q, %v; want ok %v", party, err, tt.ok)
+			}
+			if !tt.ok && !errors.Is(err, pki.ErrUntrustedAnchor) {
+				t.Errorf("error %v, want ErrUntrustedAnchor", err)
+			}
+		})
+	}
+
+	if n := pki.Authorities(both); n != 2 {
+		t.Errorf("Authorities of two CAs = %d", n)
+	}
+	if n := pki.Authorities([]*x509.Certificate{bankRoot, bankRoot}); n != 1 {
+		t.Errorf("Authorities of one CA twice = %d", n)
+	}
+	if _, err := pki.ParseSPKIPin("abc"); err == nil {
+		t.Error("ParseSPKIPin accepted a short digest")
+	}
+	allow, err := pki.NewBoundAllowlist(nil, pki.PeerTrust{Party: "bank"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := allow.ClientConfig("partner", nil); !errors.Is(err, pki.ErrPeerNotAllowed) {
+		t.Errorf("ClientConfig of an unlisted party: %v", err)
+	}
+	if _, err := pki.NewBoundAllowlist(nil, pki.PeerTrust{Party: "bank"}, pki.PeerTrust{Party: "bank"}); err == nil {
+		t.Error("a party listed twice was accepted")
+	}
+}
