@@ -15,6 +15,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -60,6 +61,10 @@ type Config struct {
 
 	HTTP HTTP
 	TLS  TLS
+
+	// PSIInputDir is where PSI jobs read CSV inputs (psi.input_dir);
+	// empty: DataDir/input (see PSIInputs).
+	PSIInputDir string
 
 	Peers []Peer
 
@@ -254,6 +259,14 @@ func isSPKIPin(s string) bool {
 		}
 	}
 	return true
+}
+
+// PSIInputs returns the directory PSI jobs read CSV inputs from.
+func (c *Config) PSIInputs() string {
+	if c.PSIInputDir != "" {
+		return c.PSIInputDir
+	}
+	return filepath.Join(c.DataDir, "input")
 }
 
 // HasService reports whether the node runs service s.

@@ -177,6 +177,8 @@ func Settings() []Setting {
 		file("tls.client_cert_file", "FEDRISK_TLS_CLIENT_CERT", "tls-client-cert", "this party's client certificate towards peers", func(c *Config) *string { return &c.TLS.ClientCertFile }),
 		file("tls.client_key_file", "FEDRISK_TLS_CLIENT_KEY", "tls-client-key", "key of the client certificate", func(c *Config) *string { return &c.TLS.ClientKeyFile }),
 		boolean("tls.require_client_cert", "FEDRISK_TLS_REQUIRE_CLIENT_CERT", "tls-require-client-cert", "mutual TLS: refuse connections without a client certificate signed by tls.ca_file", func(c *Config) *bool { return &c.TLS.RequireClientCert }),
+		str("psi.input_dir", "FEDRISK_PSI_INPUT_DIR", "psi-input-dir", "directory PSI jobs read CSV inputs from: only regular files below it (symlinks only within it); empty: data_dir/input", "a directory path",
+			func(c *Config) *string { return &c.PSIInputDir }, func(string) error { return nil }),
 	}, scoringSettings()...)
 }
 
