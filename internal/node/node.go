@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -166,7 +168,12 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 // to start.
 func (n *Node) checkSecurity() error {
 	cfg := n.opts.Config
-	for _, issue := range n.res.trustIssues {
+	issues := slices.Clone(n.res.trustIssues)
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		issues = append(issues, fmt.Sprintf("data_dir %s has mode %04o: other users of this machine can reach the database, keys and inputs in it; chmod 700 it",
+			cfg.DataDir, fi.Mode().Perm()))
+	}
+	for _, issue := range issues {
 		if cfg.SecurityMode == "strict" {
 			return fmt.Errorf("security_mode=strict: %s", issue)
 		}
