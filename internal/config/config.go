@@ -227,7 +227,7 @@ func (c *Config) Validate() error {
 		names[p.Name] = true
 		if p.URL != "" || len(p.ServiceURLs) == 0 {
 			if err := checkURL(p.URL); err != nil {
-				return &Error{Key: key + ".url", Value: p.URL, Accepted: "an http:// or https:// URL", Err: err}
+				return &Error{Key: key + ".url", Value: RedactURL(p.URL), Accepted: "an http:// or https:// URL", Err: err}
 			}
 		}
 		for j, pin := range p.SPKI {
@@ -240,7 +240,7 @@ func (c *Config) Validate() error {
 				return &Error{Key: key + "." + svc + "_url", Value: svc, Accepted: "psi_url, consent_url or serving_url"}
 			}
 			if err := checkURL(p.ServiceURLs[svc]); err != nil {
-				return &Error{Key: key + "." + svc + "_url", Value: p.ServiceURLs[svc], Accepted: "an http:// or https:// URL", Err: err}
+				return &Error{Key: key + "." + svc + "_url", Value: RedactURL(p.ServiceURLs[svc]), Accepted: "an http:// or https:// URL", Err: err}
 			}
 		}
 	}

@@ -110,7 +110,7 @@ func TestInvalidValues(t *testing.T) {
 		{"short subject ref key", Inputs{Env: envOf(map[string]string{"FEDRISK_SUBJECT_REF_KEY": "abcd"})}, "subject_ref_key", "32"},
 		{"mtls without ca", Inputs{Flags: map[string]string{"tls.require_client_cert": "true"}}, "tls.require_client_cert", "tls.ca_file"},
 		{"peer pin", Inputs{Peers: []string{"partner=https://x;spki_sha256=abcd"}}, "peers[0].spki_sha256[0]", "64 hex digits"},
-		{"peer option", Inputs{Peers: []string{"partner=https://x;ca=f.pem"}}, "peers", "unknown peer option"},
+		{"peer option", Inputs{Peers: []string{"partner=https://x;ca=f.pem"}}, "peers", "unknown option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,6 +328,72 @@ func TestDeployExamplesLoad(t *testing.T) {
 		}
 		if len(l.Peers) == 0 || l.Peers[0].CAFile == "" {
 			t.Errorf("%s: the peer has no trust anchor of its own: %+v", name, l.Peers)
+		}
+	}
+}
+
+// TestRedactURL: every password-like part of a URL or DSN is hidden, the
+// rest is kept as written (issue 12, finding 9).
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"userinfo", "postgres://fed:s3cret@db:5432/risk", "postgres://fed:xxxxx@db:5432/risk"},
+		{"sslpassword", "postgres://fed@db/risk?sslmode=verify-full&sslpassword=s3cret&sslkey=/k.pem",
+			"postgres://fed@db/risk?sslmode=verify-full&sslpassword=xxxxx&sslkey=/k.pem"},
+		{"password param", "postgres://db/risk?password=s3cret&application_name=fedrisk", "postgres://db/risk?password=xxxxx&application_name=fedrisk"},
+		{"upper case", "postgres://db/risk?PassWord=s3cret", "postgres://db/risk?PassWord=xxxxx"},
+		{"escaped key", "postgres://db/risk?pass%77ord=s3cret", "postgres://db/risk?pass%77ord=xxxxx"},
+		{"pass", "redis://cache:6379/0?pass=s3cret", "redis://cache:6379/0?pass=xxxxx"},
+		{"redis userinfo", "redis://:s3cret@cache:6379/0", "redis://:xxxxx@cache:6379/0"},
+		{"token", "https://consent.example/?token=s3cret&x=1", "https://consent.example/?token=xxxxx&x=1"},
+		{"access token", "https://consent.example/?access_token=s3cret", "https://consent.example/?access_token=xxxxx"},
+		{"secret", "https://consent.example/?client_secret=s3cret", "https://consent.example/?client_secret=xxxxx"},
+		{"api key", "https://consent.example/?api_key=s3cret", "https://consent.example/?api_key=xxxxx"},
+		{"repeated", "postgres://db/risk?password=a&password=b", "postgres://db/risk?password=xxxxx&password=xxxxx"},
+		{"dsn", "host=db user=fed password='s 3cret' sslpassword=s3cret dbname=risk", "host=db user=fed password=xxxxx sslpassword=xxxxx dbname=risk"},
+		{"nothing secret", "postgres://db:5432/risk?sslmode=disable", "postgres://db:5432/risk?sslmode=disable"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := RedactURL(tt.in)
+			if got != tt.want {
+				t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if strings.Contains(got, "s3cret") || strings.Contains(got, "3cret") {
+				t.Errorf("secret left in %q", got)
+			}
+		})
+	}
+}
+
+// TestURLSettingsRedacted: config print and errors hide secrets in every
+// URL setting, peers included.
+func TestURLSettingsRedacted(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":        "postgres://fed@db/risk?sslpassword=s3cret-db",
+		"REDIS_URL":           "redis://cache:6379/0?password=s3cret-redis",
+		"CONSENT_SERVICE_URL": "https://u:s3cret-consent@consent.example/?token=s3cret-token",
+		"FEDRISK_PEERS":       "partner=https://partner.example/?token=s3cret-peer",
+	}
+	l, err := Load(Inputs{Env: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Print(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "s3cret") {
+		t.Errorf("a secret printed:\n%s", buf.String())
+	}
+	for _, in := range []Inputs{
+		{Env: envOf(map[string]string{"CONSENT_SERVICE_URL": "ftp://u:s3cret@x/?token=s3cret"})},
+		{Env: envOf(map[string]string{"FEDRISK_PEERS": "partner=ftp://u:s3cret@x/?token=s3cret"})},
+		{Peers: []string{"partner=https://x/?token=s3cret;nope=1"}},
+	} {
+		_, err = Load(in)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error leaks a secret or is nil: %v", err)
 		}
 	}
 }

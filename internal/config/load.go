@@ -77,7 +77,7 @@ func Load(in Inputs) (*Loaded, error) {
 		if v, ok := in.Env("FEDRISK_PEERS"); ok {
 			peers, err := ParsePeers(v)
 			if err != nil {
-				return nil, &Error{Key: "peers", Source: "env FEDRISK_PEERS", Value: v, Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX][,name=url...]"}
+				return nil, &Error{Key: "peers", Source: "env FEDRISK_PEERS", Value: redactPeers(v), Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX][,name=url...]"}
 			}
 			l.Peers = peers
 			l.Sources["peers"] = "env FEDRISK_PEERS"
@@ -104,7 +104,7 @@ func Load(in Inputs) (*Loaded, error) {
 		for _, v := range in.Peers {
 			p, err := ParsePeers(v)
 			if err != nil {
-				return nil, &Error{Key: "peers", Source: "flag --peer", Value: v, Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX]"}
+				return nil, &Error{Key: "peers", Source: "flag --peer", Value: redactPeers(v), Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX]"}
 			}
 			peers = append(peers, p...)
 		}
@@ -219,6 +219,22 @@ func decodePeers(v *yaml.Node) ([]Peer, error) {
 	return peers, nil
 }
 
+// redactPeers hides the secrets of the URLs in a peers value
+// (name=url;option=...,...).
+func redactPeers(v string) string {
+	items := strings.Split(v, ",")
+	for i, item := range items {
+		name, rest, ok := strings.Cut(item, "=")
+		if !ok {
+			continue
+		}
+		fields := strings.Split(rest, ";")
+		fields[0] = RedactURL(strings.TrimSpace(fields[0]))
+		items[i] = name + "=" + strings.Join(fields, ";")
+	}
+	return strings.Join(items, ",")
+}
+
 // stringList is a YAML list of strings, or one string.
 type stringList []string
 
@@ -267,11 +283,11 @@ func (l *Loaded) Print(w io.Writer) error {
 		for _, p := range l.Peers {
 			fmt.Fprintf(&b, "  - name: %s\n", yamlScalar(p.Name))
 			if p.URL != "" {
-				fmt.Fprintf(&b, "    url: %s\n", yamlScalar(p.URL))
+				fmt.Fprintf(&b, "    url: %s\n", yamlScalar(RedactURL(p.URL)))
 			}
 			for _, svc := range AllServices() {
 				if u := p.ServiceURLs[svc]; u != "" {
-					fmt.Fprintf(&b, "    %s_url: %s\n", svc, yamlScalar(u))
+					fmt.Fprintf(&b, "    %s_url: %s\n", svc, yamlScalar(RedactURL(u)))
 				}
 			}
 			if p.CAFile != "" {

@@ -148,7 +148,7 @@ func Settings() []Setting {
 				c.ConsentServiceURL = v
 				return nil
 			},
-			get: func(c *Config) string { return c.ConsentServiceURL }},
+			get: func(c *Config) string { return RedactURL(c.ConsentServiceURL) }},
 		oneOf("version", "VERSION", "release", "release track of this deployment", func(c *Config) *string { return &c.Version }, "stable", "canary"),
 		oneOf("security_mode", "SECURITY_MODE", "security-mode", "strict tightens limits and verification (emergency switch)", func(c *Config) *string { return &c.SecurityMode }, "standard", "strict"),
 		boolean("auth_required", "AUTH_REQUIRED", "auth-required", "require bearer tokens with roles on client APIs", func(c *Config) *bool { return &c.AuthRequired }),
@@ -194,7 +194,7 @@ func (c *Config) Get(key string) (string, bool) {
 
 func (s Setting) apply(c *Config, v, source string) error {
 	if err := s.set(c, v); err != nil {
-		shown := v
+		shown := RedactURL(v) // a URL of any setting may carry a password
 		if s.Secret {
 			shown = redactValue(s, v)
 		}
@@ -389,7 +389,7 @@ func ParsePeers(v string) ([]Peer, error) {
 			case "spki_sha256":
 				p.SPKI = append(p.SPKI, val)
 			default:
-				return nil, fmt.Errorf("%q: unknown peer option %q (ca_file, spki_sha256)", item, k)
+				return nil, fmt.Errorf("peer %.70q: unknown option %.40q (ca_file, spki_sha256)", p.Name, k)
 			}
 		}
 		out = append(out, p)
@@ -446,23 +446,54 @@ func DecodeKey(v string) ([]byte, error) {
 	return key, nil
 }
 
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+// secretKey matches the names of URL query parameters and DSN keys that
+// carry secrets: password, sslpassword, pass, passwd, pwd, token,
+// access_token, client_secret, api_key, credentials...
+var secretKey = regexp.MustCompile(`(?i)pass|pwd|secret|token|credential|auth|api[_-]?key|access[_-]?key|private[_-]?key`)
 
-// RedactURL hides the password of a database or Redis URL.
+// dsnSecret is a secret key=value pair of a key/value connection string.
+var dsnSecret = regexp.MustCompile(`(?i)\b([a-z_]*(?:pass|pwd|secret|token|credential)[a-z_]*\s*=\s*)('[^']*'|\S+)`)
+
+// RedactURL hides every secret of a database, Redis or service URL: the
+// userinfo password and the value of every password-like query parameter
+// (sslpassword, password, pass, token, client_secret, api_key, ...), and the
+// same keys of a key=value connection string. The rest stays as written.
+// A URL that does not parse is hidden whole.
 func RedactURL(v string) string {
 	if v == "" {
 		return ""
 	}
-	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+	u, err := url.Parse(v)
+	switch {
+	case err == nil && u.Scheme != "" && u.Host != "":
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
+		u.RawQuery = redactQuery(u.RawQuery)
+		u.Fragment, u.RawFragment = redactQuery(u.Fragment), ""
 		return u.String()
+	case err != nil && strings.Contains(v, "://"):
+		return "<redacted: not a valid URL>"
 	}
-	return dsnPassword.ReplaceAllString(v, "${1}xxxxx")
+	return dsnSecret.ReplaceAllString(v, "${1}xxxxx")
+}
+
+// redactQuery replaces the values of secret parameters of a raw query,
+// keeping the order and spelling of the others.
+func redactQuery(q string) string {
+	if q == "" {
+		return q
+	}
+	parts := strings.Split(q, "&")
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if secretKey.MatchString(name) {
+			parts[i] = k + "=xxxxx"
+		}
+	}
+	return strings.Join(parts, "&")
 }
