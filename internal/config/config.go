@@ -205,6 +205,9 @@ func (c *Config) Validate() error {
 	if other, ok := seen[c.OpsAddr]; ok && c.OpsAddr != "" && !strings.HasSuffix(c.OpsAddr, ":0") {
 		return &Error{Key: "listen.ops", Value: c.OpsAddr, Accepted: "an address not already used by listen." + other}
 	}
+	if c.SecurityMode == "strict" && !c.AuthRequired {
+		return &Error{Key: "auth_required", Value: "false", Accepted: "true with security_mode=strict (strict turns loopback trust off)"}
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return &Error{Key: "tls.key_file", Value: c.TLS.KeyFile, Accepted: "set together with tls.cert_file"}
 	}

@@ -397,3 +397,36 @@ func TestURLSettingsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestStrictTurnsOffLoopbackTrust: strict security mode means bearer
+// tokens: AUTH_REQUIRED left at its default is turned on, an explicit
+// AUTH_REQUIRED=false is refused (issue 12, finding 16).
+func TestStrictTurnsOffLoopbackTrust(t *testing.T) {
+	l, err := Load(Inputs{Env: envOf(map[string]string{"SECURITY_MODE": "strict"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.AuthRequired || !strings.Contains(l.Sources["auth_required"], "strict") {
+		t.Errorf("strict: auth_required %v (source %q), want true because of strict", l.AuthRequired, l.Sources["auth_required"])
+	}
+	for name, in := range map[string]Inputs{
+		"env":  {Env: envOf(map[string]string{"SECURITY_MODE": "strict", "AUTH_REQUIRED": "false"})},
+		"flag": {Env: envOf(map[string]string{"SECURITY_MODE": "strict"}), Flags: map[string]string{"auth_required": "false"}},
+		"file": {FileName: "f.yaml", File: []byte("security_mode: strict\nauth_required: false\n")},
+	} {
+		_, err := Load(in)
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "auth_required" || !strings.Contains(err.Error(), "strict") {
+			t.Errorf("%s: strict with AUTH_REQUIRED=false: %v", name, err)
+		}
+	}
+	c := Default()
+	c.SecurityMode = "strict"
+	if err := c.Validate(); err == nil {
+		t.Error("Validate accepted strict security mode without auth_required")
+	}
+	c.AuthRequired = true
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+}

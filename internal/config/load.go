@@ -21,6 +21,10 @@ type Inputs struct {
 	Peers    []string                    // --peer name=url values, replacing file and env peers
 }
 
+// StrictSource is the source of auth_required when strict security mode
+// turned it on.
+const StrictSource = "security_mode=strict"
+
 // Loaded is an effective configuration and where each value came from.
 type Loaded struct {
 	Config
@@ -110,6 +114,16 @@ func Load(in Inputs) (*Loaded, error) {
 		}
 		l.Peers = peers
 		l.Sources["peers"] = "flag --peer"
+	}
+	// Strict security mode trusts no loopback caller: AUTH_REQUIRED left at
+	// its default is turned on; set to false, it contradicts strict.
+	if l.SecurityMode == "strict" && !l.AuthRequired {
+		if src := l.Sources["auth_required"]; src != "default" {
+			return nil, &Error{Key: "auth_required", Source: src, Value: "false",
+				Accepted: "true with security_mode=strict (strict turns loopback trust off); leave AUTH_REQUIRED unset or set it to true"}
+		}
+		l.AuthRequired = true
+		l.Sources["auth_required"] = StrictSource
 	}
 	if err := l.Validate(); err != nil {
 		var ce *Error

@@ -320,7 +320,9 @@ func loadPeers(cfg config.Config) (peers authhttp.Peers, server, client *tls.Con
 	if err != nil {
 		return peers, nil, nil, nil, fmt.Errorf("peers: %w", err)
 	}
-	peers = authhttp.Peers{Allowlist: allow, PlainLoopback: !t.Enabled() && !cfg.AuthRequired}
+	// Plain-HTTP peers on loopback name themselves: only for a node without
+	// TLS and without AUTH_REQUIRED (the demo), never in strict mode.
+	peers = authhttp.Peers{Allowlist: allow, PlainLoopback: !t.Enabled() && !cfg.AuthRequired && cfg.SecurityMode != "strict"}
 
 	var pool *x509.CertPool
 	if len(all) > 0 {
