@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -752,5 +753,36 @@ func TestBoundAllowlist(t *testing.T) {
 	}
 	if _, err := pki.NewBoundAllowlist(nil, pki.PeerTrust{Party: "bank"}, pki.PeerTrust{Party: "bank"}); err == nil {
 		t.Error("a party listed twice was accepted")
+	}
+}
+
+// BenchmarkBoundCheck: the per-request cost of binding a peer to its
+// anchor, when the handshake's chain ends there (the usual case) and when
+// the certificate must be verified again against the party's anchor.
+func BenchmarkBoundCheck(b *testing.B) {
+	bankCA, _ := pki.NewCA("bank CA")
+	otherCA, _ := pki.NewCA("institution C")
+	var bankRoot, otherRoot *x509.Certificate
+	for _, c := range []struct {
+		ca  *pki.CA
+		dst **x509.Certificate
+	}{{bankCA, &bankRoot}, {otherCA, &otherRoot}} {
+		blk, _ := pem.Decode(c.ca.CertPEM())
+		*c.dst, _ = x509.ParseCertificate(blk.Bytes)
+	}
+	cert, _ := bankCA.IssueClient("bank")
+	allow, err := pki.NewBoundAllowlist([]*x509.Certificate{bankRoot, otherRoot}, pki.PeerTrust{Party: "bank", Roots: []*x509.Certificate{bankRoot}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, root := range map[string]*x509.Certificate{"chain-at-anchor": bankRoot, "verify-again": otherRoot} {
+		cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}, VerifiedChains: [][]*x509.Certificate{{cert.Leaf, root}}}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := allow.Check(cs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
