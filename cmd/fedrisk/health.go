@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,7 +98,13 @@ A container healthcheck probes only its own process:
 				*o.dst = o.v
 			}
 		}
-		tlsCfg, err := healthprobe.ClientTLS(l.TLS.CAFile, l.TLS.ClientCertFile, l.TLS.ClientKeyFile)
+		// The probes only ask for /health: the peers' own CAs
+		// (peers[].ca_file) verify their servers beside tls.ca_file.
+		cas := splitList(l.TLS.CAFile)
+		for _, p := range l.Peers {
+			cas = append(cas, splitList(p.CAFile)...)
+		}
+		tlsCfg, err := healthprobe.ClientTLS(strings.Join(cas, ","), l.TLS.ClientCertFile, l.TLS.ClientKeyFile)
 		if err != nil {
 			return err
 		}

@@ -247,3 +247,26 @@ func TestHealthOnlyAndLiveness(t *testing.T) {
 		t.Errorf("closed ops listener: exit %d, %+v", code, rep)
 	}
 }
+
+// TestHealthPeerOwnCA: a peer whose CA is only in its peers[].ca_file
+// (the trust model of two institutions) is probed through that CA.
+func TestHealthPeerOwnCA(t *testing.T) {
+	partnerPKI, err := pki.GenerateDev(t.TempDir(), []string{"partner"}, pki.DevOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankPKI, err := pki.GenerateDev(t.TempDir(), []string{"bank"}, pki.DevOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := partnerPKI.Parties["partner"]
+	partner := startHealthNode(t, func(c *config.Config) {
+		c.Party, c.Role = "partner", "host"
+		c.TLS = config.TLS{CertFile: pf.ServerCert, KeyFile: pf.ServerKey}
+	})
+	peer := "partner=https://" + partner.Addrs[config.ServiceConsent] + ";ca_file=" + partnerPKI.CACert
+	code, out, stderr := runCLI(t, nil, "health", "--json", "--only", "peer:partner", "--tls-ca", bankPKI.CACert, "--peer", peer)
+	if code != 0 {
+		t.Errorf("peer probed through its own CA: exit %d: %s\n%s", code, stderr, out)
+	}
+}

@@ -59,7 +59,7 @@ func newPSIRunCmd(cf *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&f.peer, "peer", "", "the other party: its registered name or its URL (see the peers setting)")
 	fs.StringVar(&f.peerJob, "peer-job", "", "guest: the host's job id, when the host's operator gave it")
-	fs.StringVar(&f.input, "input", "", "CSV file with a header row (read by the node: it must be on the node's machine)")
+	fs.StringVar(&f.input, "input", "", "CSV file with a header row, read by the node: it must lie below the node's psi.input_dir (default data_dir/input)")
 	fs.StringVar(&f.table, "table", "", "instead of --input: a table of the node's database")
 	fs.StringVar(&f.column, "column", "id", "CSV header name or table column of the identifiers")
 	fs.StringVar(&f.purpose, "purpose", "", "guest: only identifiers with an active consent for (peer, purpose) take part")

@@ -24,11 +24,12 @@ func runPSI(t *testing.T, args ...string) (int, string, string) {
 	return runCLI(t, nil, append([]string{"psi"}, args...)...)
 }
 
-// startPSINode runs a node with only the psi service on plain HTTP.
-func startPSINode(t *testing.T, party, role string, peers []config.Peer) string {
+// startPSINode runs a node with only the psi service on plain HTTP,
+// reading CSV inputs from inputs.
+func startPSINode(t *testing.T, party, role string, peers []config.Peer, inputs string) string {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Party, cfg.Role, cfg.DataDir = party, role, t.TempDir()
+	cfg.Party, cfg.Role, cfg.DataDir, cfg.PSIInputDir = party, role, t.TempDir(), inputs
 	cfg.Services = []string{config.ServicePSI}
 	cfg.Addrs[config.ServicePSI] = "127.0.0.1:0"
 	cfg.Peers = peers
@@ -51,9 +52,9 @@ func startPSINode(t *testing.T, party, role string, peers []config.Peer) string 
 }
 
 func TestPSICommands(t *testing.T) {
-	host := startPSINode(t, "partner", "host", []config.Peer{{Name: "bank", URL: "http://127.0.0.1:1"}})
-	guest := startPSINode(t, "bank", "guest", []config.Peer{{Name: "partner", URL: host}})
 	dir := t.TempDir()
+	host := startPSINode(t, "partner", "host", []config.Peer{{Name: "bank", URL: "http://127.0.0.1:1"}}, dir)
+	guest := startPSINode(t, "bank", "guest", []config.Peer{{Name: "partner", URL: host}}, dir)
 	var g, h strings.Builder
 	g.WriteString("name,id\n")
 	h.WriteString("id\n")
@@ -159,9 +160,9 @@ func TestPSICommands(t *testing.T) {
 // TestPSIBothCommands runs mode both through the CLI on both sides: each
 // operator writes its own rows of the intersection.
 func TestPSIBothCommands(t *testing.T) {
-	host := startPSINode(t, "partner", "host", []config.Peer{{Name: "bank", URL: "http://127.0.0.1:1"}})
-	guest := startPSINode(t, "bank", "guest", []config.Peer{{Name: "partner", URL: host}})
 	dir := t.TempDir()
+	host := startPSINode(t, "partner", "host", []config.Peer{{Name: "bank", URL: "http://127.0.0.1:1"}}, dir)
+	guest := startPSINode(t, "bank", "guest", []config.Peer{{Name: "partner", URL: host}}, dir)
 	var g, h strings.Builder
 	g.WriteString("id\n")
 	h.WriteString("id\n")

@@ -65,7 +65,7 @@ func addConfigFlags(cmd *cobra.Command) *configFlags {
 	cf := &configFlags{cmd: cmd}
 	fs := cmd.Flags()
 	fs.StringVarP(&cf.file, "config", "c", "", "YAML configuration file (env FEDRISK_CONFIG)")
-	fs.StringArrayVar(&cf.peers, "peer", nil, "peer party as name=url (repeatable; replaces peers from file and env)")
+	fs.StringArrayVar(&cf.peers, "peer", nil, "peer party as name=url[;ca_file=PATH][;spki_sha256=HEX] (repeatable; replaces peers from file and env)")
 	for _, s := range config.Settings() {
 		if s.Flag == "" {
 			continue
@@ -166,9 +166,7 @@ within http.shutdown_grace, and exits 0.`,
 		// go-redis logs through a package-level logger; main is the one
 		// place allowed to set it, so its lines stay structured JSON.
 		redis.SetLogger(redisLog{log.With("component", "redis")})
-		if !l.AuthRequired {
-			log.Warn("AUTH_REQUIRED is false: client APIs accept requests without a bearer token; bind them to loopback or set AUTH_REQUIRED=true")
-		}
+		warnLoopbackTrust(log, l)
 		return node.Run(cmd.Context(), node.Options{
 			Config:   l.Config,
 			Logger:   log,
@@ -177,6 +175,23 @@ within http.shutdown_grace, and exits 0.`,
 		})
 	}
 	return cmd
+}
+
+// warnLoopbackTrust says once, at the start of `fedrisk serve` (the demo
+// does not go through here), what AUTH_REQUIRED=false exposes, or that
+// strict security mode turned it on.
+func warnLoopbackTrust(log *slog.Logger, l *config.Loaded) {
+	switch {
+	case l.Sources["auth_required"] == config.StrictSource:
+		log.Warn("SECURITY_MODE=strict turned AUTH_REQUIRED on: client APIs need bearer tokens (fedrisk tokens create NAME ROLE), loopback callers are trusted no more")
+	case !l.AuthRequired:
+		msg := "SECURITY: AUTH_REQUIRED=false: every process that reaches this node from the loopback interface (127.0.0.0/8, ::1) is an admin of its client APIs, " +
+			"including other users of this machine and a local reverse proxy that forwards outside requests"
+		if !l.TLS.Enabled() {
+			msg += "; and without TLS the peer APIs take a loopback caller's X-Fedrisk-Party header as the party it names"
+		}
+		log.Warn(msg + "; for anything but development set AUTH_REQUIRED=true or SECURITY_MODE=strict")
+	}
 }
 
 // redisLog routes go-redis's internal messages (reconnects, dial errors)

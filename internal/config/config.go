@@ -15,6 +15,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -70,6 +71,10 @@ type Config struct {
 	HTTP HTTP
 	TLS  TLS
 
+	// PSIInputDir is where PSI jobs read CSV inputs (psi.input_dir);
+	// empty: DataDir/input (see PSIInputs).
+	PSIInputDir string
+
 	Peers []Peer
 
 	Scoring Scoring // the scoring service (scoring.* settings)
@@ -109,6 +114,15 @@ type Peer struct {
 	// ServiceConsent, ServiceServing) when the peer's services listen on
 	// their own ports, e.g. serving → https://partner.example:7003.
 	ServiceURLs map[string]string
+	// CAFile holds the peer's own trust anchor (its institution's CA
+	// certificates, PEM): a certificate naming the peer is accepted only
+	// if it chains to them, and the peer's servers are verified against
+	// them alone. Empty: tls.ca_file.
+	CAFile string
+	// SPKI pins the hex SHA-256 digests of the SubjectPublicKeyInfo of
+	// the certificates (client and server) the peer may present; empty:
+	// any key its trust anchor certifies.
+	SPKI []string
 }
 
 // URLFor returns the base URL of the peer's service s: its own URL when
@@ -202,14 +216,18 @@ func (c *Config) Validate() error {
 	if other, ok := seen[c.OpsAddr]; ok && c.OpsAddr != "" && !strings.HasSuffix(c.OpsAddr, ":0") {
 		return &Error{Key: "listen.ops", Value: c.OpsAddr, Accepted: "an address not already used by listen." + other}
 	}
+	if c.SecurityMode == "strict" && !c.AuthRequired {
+		return &Error{Key: "auth_required", Value: "false", Accepted: "true with security_mode=strict (strict turns loopback trust off)"}
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return &Error{Key: "tls.key_file", Value: c.TLS.KeyFile, Accepted: "set together with tls.cert_file"}
 	}
 	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
 		return &Error{Key: "tls.client_key_file", Value: c.TLS.ClientKeyFile, Accepted: "set together with tls.client_cert_file"}
 	}
-	if c.TLS.RequireClientCert && (c.TLS.CAFile == "" || !c.TLS.Enabled()) {
-		return &Error{Key: "tls.require_client_cert", Value: "true", Accepted: "true only with tls.cert_file, tls.key_file and tls.ca_file"}
+	peerCA := slices.ContainsFunc(c.Peers, func(p Peer) bool { return p.CAFile != "" })
+	if c.TLS.RequireClientCert && ((c.TLS.CAFile == "" && !peerCA) || !c.TLS.Enabled()) {
+		return &Error{Key: "tls.require_client_cert", Value: "true", Accepted: "true only with tls.cert_file, tls.key_file and tls.ca_file (or peers[].ca_file)"}
 	}
 	names := map[string]bool{}
 	for i, p := range c.Peers {
@@ -223,7 +241,12 @@ func (c *Config) Validate() error {
 		names[p.Name] = true
 		if p.URL != "" || len(p.ServiceURLs) == 0 {
 			if err := checkURL(p.URL); err != nil {
-				return &Error{Key: key + ".url", Value: p.URL, Accepted: "an http:// or https:// URL", Err: err}
+				return &Error{Key: key + ".url", Value: RedactURL(p.URL), Accepted: "an http:// or https:// URL", Err: err}
+			}
+		}
+		for j, pin := range p.SPKI {
+			if !isSPKIPin(pin) {
+				return &Error{Key: fmt.Sprintf("%s.spki_sha256[%d]", key, j), Value: pin, Accepted: "the 64 hex digits of a SHA-256 digest (colons allowed)"}
 			}
 		}
 		for _, svc := range slices.Sorted(maps.Keys(p.ServiceURLs)) {
@@ -231,7 +254,7 @@ func (c *Config) Validate() error {
 				return &Error{Key: key + "." + svc + "_url", Value: svc, Accepted: "psi_url, consent_url or serving_url"}
 			}
 			if err := checkURL(p.ServiceURLs[svc]); err != nil {
-				return &Error{Key: key + "." + svc + "_url", Value: p.ServiceURLs[svc], Accepted: "an http:// or https:// URL", Err: err}
+				return &Error{Key: key + "." + svc + "_url", Value: RedactURL(p.ServiceURLs[svc]), Accepted: "an http:// or https:// URL", Err: err}
 			}
 		}
 	}
@@ -239,6 +262,28 @@ func (c *Config) Validate() error {
 		return &Error{Key: "console.tls_key_file", Value: c.Console.TLSKeyFile, Accepted: "set together with console.tls_cert_file"}
 	}
 	return c.Scoring.validate()
+}
+
+// isSPKIPin reports whether s is 64 hex digits, optionally colon-separated.
+func isSPKIPin(s string) bool {
+	s = strings.ReplaceAll(s, ":", "")
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// PSIInputs returns the directory PSI jobs read CSV inputs from.
+func (c *Config) PSIInputs() string {
+	if c.PSIInputDir != "" {
+		return c.PSIInputDir
+	}
+	return filepath.Join(c.DataDir, "input")
 }
 
 // HasService reports whether the node runs service s.

@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,8 @@ func TestInvalidValues(t *testing.T) {
 		{"peer without url", Inputs{FileName: "x.yaml", File: []byte("peers:\n  - name: p\n")}, "peers[0].url", "http"},
 		{"short subject ref key", Inputs{Env: envOf(map[string]string{"FEDRISK_SUBJECT_REF_KEY": "abcd"})}, "subject_ref_key", "32"},
 		{"mtls without ca", Inputs{Flags: map[string]string{"tls.require_client_cert": "true"}}, "tls.require_client_cert", "tls.ca_file"},
+		{"peer pin", Inputs{Peers: []string{"partner=https://x;spki_sha256=abcd"}}, "peers[0].spki_sha256[0]", "64 hex digits"},
+		{"peer option", Inputs{Peers: []string{"partner=https://x;ca=f.pem"}}, "peers", "unknown option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,6 +248,53 @@ peers:
 	}
 }
 
+// TestPeerTrustAnchors: a peer's own CA file and SPKI pins, in the file,
+// the environment and flags alike, survive config print.
+func TestPeerTrustAnchors(t *testing.T) {
+	const pin = "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"
+	file := []byte(`
+peers:
+  - name: partner
+    url: https://partner.example
+    ca_file: /etc/fedrisk/partner-ca.crt
+    spki_sha256: ` + pin + `
+  - name: telco
+    url: https://telco.example
+    spki_sha256: [` + pin + `, "` + strings.ToUpper(pin) + `"]
+`)
+	want := []Peer{
+		{Name: "partner", URL: "https://partner.example", CAFile: "/etc/fedrisk/partner-ca.crt", SPKI: []string{pin}},
+		{Name: "telco", URL: "https://telco.example", SPKI: []string{pin, strings.ToUpper(pin)}},
+	}
+	item := "partner=https://partner.example;ca_file=/etc/fedrisk/partner-ca.crt;spki_sha256=" + pin
+	item2 := "telco=https://telco.example;spki_sha256=" + pin + ";spki_sha256=" + strings.ToUpper(pin)
+	for name, in := range map[string]Inputs{
+		"file": {FileName: "f.yaml", File: file},
+		"env":  {Env: envOf(map[string]string{"FEDRISK_PEERS": item + "," + item2})},
+		"flag": {Peers: []string{item, item2}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, err := Load(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			if err := l.Print(&b); err != nil {
+				t.Fatal(err)
+			}
+			again, err := Load(Inputs{FileName: "printed.yaml", File: []byte(b.String())})
+			if err != nil {
+				t.Fatalf("printed config does not load: %v\n%s", err, b.String())
+			}
+			for _, got := range [][]Peer{l.Peers, again.Peers} {
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("peers %+v, want %+v", got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestScoringValidate: values set in code, not parsed, are checked too.
 func TestScoringValidate(t *testing.T) {
 	for key, set := range map[string]func(*Scoring){
@@ -273,5 +324,121 @@ func TestParseServicesAllAndMore(t *testing.T) {
 	}
 	if got, err := ParseServices("console,all"); err != nil || len(got) != len(AllServices())+1 {
 		t.Fatalf("console,all → %v %v", got, err)
+	}
+}
+
+// TestDeployExamplesLoad: the commented example configurations load.
+func TestDeployExamplesLoad(t *testing.T) {
+	for _, name := range []string{"guest.yaml", "host.yaml"} {
+		data, err := os.ReadFile("../../deploy/examples/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := Load(Inputs{FileName: name, File: data})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(l.Peers) == 0 || l.Peers[0].CAFile == "" {
+			t.Errorf("%s: the peer has no trust anchor of its own: %+v", name, l.Peers)
+		}
+	}
+}
+
+// TestRedactURL: every password-like part of a URL or DSN is hidden, the
+// rest is kept as written (issue 12, finding 9).
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"userinfo", "postgres://fed:s3cret@db:5432/risk", "postgres://fed:xxxxx@db:5432/risk"},
+		{"sslpassword", "postgres://fed@db/risk?sslmode=verify-full&sslpassword=s3cret&sslkey=/k.pem",
+			"postgres://fed@db/risk?sslmode=verify-full&sslpassword=xxxxx&sslkey=/k.pem"},
+		{"password param", "postgres://db/risk?password=s3cret&application_name=fedrisk", "postgres://db/risk?password=xxxxx&application_name=fedrisk"},
+		{"upper case", "postgres://db/risk?PassWord=s3cret", "postgres://db/risk?PassWord=xxxxx"},
+		{"escaped key", "postgres://db/risk?pass%77ord=s3cret", "postgres://db/risk?pass%77ord=xxxxx"},
+		{"pass", "redis://cache:6379/0?pass=s3cret", "redis://cache:6379/0?pass=xxxxx"},
+		{"redis userinfo", "redis://:s3cret@cache:6379/0", "redis://:xxxxx@cache:6379/0"},
+		{"token", "https://consent.example/?token=s3cret&x=1", "https://consent.example/?token=xxxxx&x=1"},
+		{"access token", "https://consent.example/?access_token=s3cret", "https://consent.example/?access_token=xxxxx"},
+		{"secret", "https://consent.example/?client_secret=s3cret", "https://consent.example/?client_secret=xxxxx"},
+		{"api key", "https://consent.example/?api_key=s3cret", "https://consent.example/?api_key=xxxxx"},
+		{"repeated", "postgres://db/risk?password=a&password=b", "postgres://db/risk?password=xxxxx&password=xxxxx"},
+		{"dsn", "host=db user=fed password='s 3cret' sslpassword=s3cret dbname=risk", "host=db user=fed password=xxxxx sslpassword=xxxxx dbname=risk"},
+		{"nothing secret", "postgres://db:5432/risk?sslmode=disable", "postgres://db:5432/risk?sslmode=disable"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := RedactURL(tt.in)
+			if got != tt.want {
+				t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if strings.Contains(got, "s3cret") || strings.Contains(got, "3cret") {
+				t.Errorf("secret left in %q", got)
+			}
+		})
+	}
+}
+
+// TestURLSettingsRedacted: config print and errors hide secrets in every
+// URL setting, peers included.
+func TestURLSettingsRedacted(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":        "postgres://fed@db/risk?sslpassword=s3cret-db",
+		"REDIS_URL":           "redis://cache:6379/0?password=s3cret-redis",
+		"CONSENT_SERVICE_URL": "https://u:s3cret-consent@consent.example/?token=s3cret-token",
+		"FEDRISK_PEERS":       "partner=https://partner.example/?token=s3cret-peer",
+	}
+	l, err := Load(Inputs{Env: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Print(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "s3cret") {
+		t.Errorf("a secret printed:\n%s", buf.String())
+	}
+	for _, in := range []Inputs{
+		{Env: envOf(map[string]string{"CONSENT_SERVICE_URL": "ftp://u:s3cret@x/?token=s3cret"})},
+		{Env: envOf(map[string]string{"FEDRISK_PEERS": "partner=ftp://u:s3cret@x/?token=s3cret"})},
+		{Peers: []string{"partner=https://x/?token=s3cret;nope=1"}},
+	} {
+		_, err = Load(in)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error leaks a secret or is nil: %v", err)
+		}
+	}
+}
+
+// TestStrictTurnsOffLoopbackTrust: strict security mode means bearer
+// tokens: AUTH_REQUIRED left at its default is turned on, an explicit
+// AUTH_REQUIRED=false is refused (issue 12, finding 16).
+func TestStrictTurnsOffLoopbackTrust(t *testing.T) {
+	l, err := Load(Inputs{Env: envOf(map[string]string{"SECURITY_MODE": "strict"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.AuthRequired || !strings.Contains(l.Sources["auth_required"], "strict") {
+		t.Errorf("strict: auth_required %v (source %q), want true because of strict", l.AuthRequired, l.Sources["auth_required"])
+	}
+	for name, in := range map[string]Inputs{
+		"env":  {Env: envOf(map[string]string{"SECURITY_MODE": "strict", "AUTH_REQUIRED": "false"})},
+		"flag": {Env: envOf(map[string]string{"SECURITY_MODE": "strict"}), Flags: map[string]string{"auth_required": "false"}},
+		"file": {FileName: "f.yaml", File: []byte("security_mode: strict\nauth_required: false\n")},
+	} {
+		_, err := Load(in)
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "auth_required" || !strings.Contains(err.Error(), "strict") {
+			t.Errorf("%s: strict with AUTH_REQUIRED=false: %v", name, err)
+		}
+	}
+	c := Default()
+	c.SecurityMode = "strict"
+	if err := c.Validate(); err == nil {
+		t.Error("Validate accepted strict security mode without auth_required")
+	}
+	c.AuthRequired = true
+	if err := c.Validate(); err != nil {
+		t.Error(err)
 	}
 }

@@ -21,6 +21,10 @@ type Inputs struct {
 	Peers    []string                    // --peer name=url values, replacing file and env peers
 }
 
+// StrictSource is the source of auth_required when strict security mode
+// turned it on.
+const StrictSource = "security_mode=strict"
+
 // Loaded is an effective configuration and where each value came from.
 type Loaded struct {
 	Config
@@ -77,7 +81,7 @@ func Load(in Inputs) (*Loaded, error) {
 		if v, ok := in.Env("FEDRISK_PEERS"); ok {
 			peers, err := ParsePeers(v)
 			if err != nil {
-				return nil, &Error{Key: "peers", Source: "env FEDRISK_PEERS", Value: v, Err: err, Accepted: "name=url[,name=url...]"}
+				return nil, &Error{Key: "peers", Source: "env FEDRISK_PEERS", Value: redactPeers(v), Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX][,name=url...]"}
 			}
 			l.Peers = peers
 			l.Sources["peers"] = "env FEDRISK_PEERS"
@@ -104,12 +108,22 @@ func Load(in Inputs) (*Loaded, error) {
 		for _, v := range in.Peers {
 			p, err := ParsePeers(v)
 			if err != nil {
-				return nil, &Error{Key: "peers", Source: "flag --peer", Value: v, Err: err, Accepted: "name=url"}
+				return nil, &Error{Key: "peers", Source: "flag --peer", Value: redactPeers(v), Err: err, Accepted: "name=url[;ca_file=PATH][;spki_sha256=HEX]"}
 			}
 			peers = append(peers, p...)
 		}
 		l.Peers = peers
 		l.Sources["peers"] = "flag --peer"
+	}
+	// Strict security mode trusts no loopback caller: AUTH_REQUIRED left at
+	// its default is turned on; set to false, it contradicts strict.
+	if l.SecurityMode == "strict" && !l.AuthRequired {
+		if src := l.Sources["auth_required"]; src != "default" {
+			return nil, &Error{Key: "auth_required", Source: src, Value: "false",
+				Accepted: "true with security_mode=strict (strict turns loopback trust off); leave AUTH_REQUIRED unset or set it to true"}
+		}
+		l.AuthRequired = true
+		l.Sources["auth_required"] = StrictSource
 	}
 	if err := l.Validate(); err != nil {
 		var ce *Error
@@ -192,18 +206,20 @@ func flattenYAML(data []byte) ([]keyValue, []Peer, error) {
 
 func decodePeers(v *yaml.Node) ([]Peer, error) {
 	var raw []struct {
-		Name       string `yaml:"name"`
-		URL        string `yaml:"url"`
-		PSIURL     string `yaml:"psi_url"`
-		ConsentURL string `yaml:"consent_url"`
-		ServingURL string `yaml:"serving_url"`
+		Name       string     `yaml:"name"`
+		URL        string     `yaml:"url"`
+		PSIURL     string     `yaml:"psi_url"`
+		ConsentURL string     `yaml:"consent_url"`
+		ServingURL string     `yaml:"serving_url"`
+		CAFile     string     `yaml:"ca_file"`
+		SPKI       stringList `yaml:"spki_sha256"`
 	}
 	if err := v.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("line %d: peers must be a list of {name, url, psi_url, consent_url, serving_url}: %w", v.Line, err)
+		return nil, fmt.Errorf("line %d: peers must be a list of {name, url, psi_url, consent_url, serving_url, ca_file, spki_sha256}: %w", v.Line, err)
 	}
 	peers := make([]Peer, 0, len(raw))
 	for _, r := range raw {
-		p := Peer{Name: r.Name, URL: r.URL}
+		p := Peer{Name: r.Name, URL: r.URL, CAFile: r.CAFile, SPKI: r.SPKI}
 		for svc, u := range map[string]string{ServicePSI: r.PSIURL, ServiceConsent: r.ConsentURL, ServiceServing: r.ServingURL} {
 			if u != "" {
 				if p.ServiceURLs == nil {
@@ -215,6 +231,38 @@ func decodePeers(v *yaml.Node) ([]Peer, error) {
 		peers = append(peers, p)
 	}
 	return peers, nil
+}
+
+// redactPeers hides the secrets of the URLs in a peers value
+// (name=url;option=...,...).
+func redactPeers(v string) string {
+	items := strings.Split(v, ",")
+	for i, item := range items {
+		name, rest, ok := strings.Cut(item, "=")
+		if !ok {
+			continue
+		}
+		fields := strings.Split(rest, ";")
+		fields[0] = RedactURL(strings.TrimSpace(fields[0]))
+		items[i] = name + "=" + strings.Join(fields, ";")
+	}
+	return strings.Join(items, ",")
+}
+
+// stringList is a YAML list of strings, or one string.
+type stringList []string
+
+func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = stringList{n.Value}
+		return nil
+	}
+	var s []string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	*l = s
+	return nil
 }
 
 // Print writes the effective configuration as YAML that `fedrisk serve
@@ -249,11 +297,20 @@ func (l *Loaded) Print(w io.Writer) error {
 		for _, p := range l.Peers {
 			fmt.Fprintf(&b, "  - name: %s\n", yamlScalar(p.Name))
 			if p.URL != "" {
-				fmt.Fprintf(&b, "    url: %s\n", yamlScalar(p.URL))
+				fmt.Fprintf(&b, "    url: %s\n", yamlScalar(RedactURL(p.URL)))
 			}
 			for _, svc := range AllServices() {
 				if u := p.ServiceURLs[svc]; u != "" {
-					fmt.Fprintf(&b, "    %s_url: %s\n", svc, yamlScalar(u))
+					fmt.Fprintf(&b, "    %s_url: %s\n", svc, yamlScalar(RedactURL(u)))
+				}
+			}
+			if p.CAFile != "" {
+				fmt.Fprintf(&b, "    ca_file: %s\n", yamlScalar(p.CAFile))
+			}
+			if len(p.SPKI) > 0 {
+				b.WriteString("    spki_sha256:\n")
+				for _, pin := range p.SPKI {
+					fmt.Fprintf(&b, "      - %s\n", yamlScalar(pin))
 				}
 			}
 		}

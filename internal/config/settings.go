@@ -148,10 +148,10 @@ func Settings() []Setting {
 				c.ConsentServiceURL = v
 				return nil
 			},
-			get: func(c *Config) string { return c.ConsentServiceURL }},
+			get: func(c *Config) string { return RedactURL(c.ConsentServiceURL) }},
 		oneOf("version", "VERSION", "release", "release track of this deployment", func(c *Config) *string { return &c.Version }, "stable", "canary"),
-		oneOf("security_mode", "SECURITY_MODE", "security-mode", "strict tightens limits and verification (emergency switch)", func(c *Config) *string { return &c.SecurityMode }, "standard", "strict"),
-		boolean("auth_required", "AUTH_REQUIRED", "auth-required", "require bearer tokens with roles on client APIs", func(c *Config) *bool { return &c.AuthRequired }),
+		oneOf("security_mode", "SECURITY_MODE", "security-mode", "strict tightens verification (emergency switch): AUTH_REQUIRED on (no loopback trust; AUTH_REQUIRED=false is an error), no plain-HTTP loopback peers, and no start with a data_dir open to others or a peer that several CAs could impersonate", func(c *Config) *string { return &c.SecurityMode }, "standard", "strict"),
+		boolean("auth_required", "AUTH_REQUIRED", "auth-required", "require bearer tokens with roles on client APIs (false: every loopback caller is an admin, for the demo and development; on with security_mode=strict)", func(c *Config) *bool { return &c.AuthRequired }),
 		oneOf("audit_level", "AUDIT_LEVEL", "audit-level", "how much the audit log records", func(c *Config) *string { return &c.AuditLevel }, "minimal", "standard", "verbose"),
 		oneOf("log.level", "FEDRISK_LOG_LEVEL", "log-level", "log level", func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"),
 		oneOf("log.format", "FEDRISK_LOG_FORMAT", "log-format", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "text"),
@@ -177,6 +177,8 @@ func Settings() []Setting {
 		file("tls.client_cert_file", "FEDRISK_TLS_CLIENT_CERT", "tls-client-cert", "this party's client certificate towards peers", func(c *Config) *string { return &c.TLS.ClientCertFile }),
 		file("tls.client_key_file", "FEDRISK_TLS_CLIENT_KEY", "tls-client-key", "key of the client certificate", func(c *Config) *string { return &c.TLS.ClientKeyFile }),
 		boolean("tls.require_client_cert", "FEDRISK_TLS_REQUIRE_CLIENT_CERT", "tls-require-client-cert", "mutual TLS: refuse connections without a client certificate signed by tls.ca_file", func(c *Config) *bool { return &c.TLS.RequireClientCert }),
+		str("psi.input_dir", "FEDRISK_PSI_INPUT_DIR", "psi-input-dir", "directory PSI jobs read CSV inputs from: only regular files below it (symlinks only within it); empty: data_dir/input", "a directory path",
+			func(c *Config) *string { return &c.PSIInputDir }, func(string) error { return nil }),
 	}, append(scoringSettings(), consoleSettings()...)...)
 }
 
@@ -192,7 +194,7 @@ func (c *Config) Get(key string) (string, bool) {
 
 func (s Setting) apply(c *Config, v, source string) error {
 	if err := s.set(c, v); err != nil {
-		shown := v
+		shown := RedactURL(v) // a URL of any setting may carry a password
 		if s.Secret {
 			shown = redactValue(s, v)
 		}
@@ -368,6 +370,8 @@ func ParseServices(v string) ([]string, error) {
 }
 
 // ParsePeers parses "name=url,name=url" (env FEDRISK_PEERS, flag --peer).
+// Each item may carry the peer's trust anchor after semicolons:
+// "name=url;ca_file=PATH;spki_sha256=HEX;spki_sha256=HEX".
 func ParsePeers(v string) ([]Peer, error) {
 	var out []Peer
 	for _, item := range strings.Split(v, ",") {
@@ -375,11 +379,24 @@ func ParsePeers(v string) ([]Peer, error) {
 		if item == "" {
 			continue
 		}
-		name, u, ok := strings.Cut(item, "=")
+		fields := strings.Split(item, ";")
+		name, u, ok := strings.Cut(fields[0], "=")
 		if !ok {
-			return nil, fmt.Errorf("%q is not name=url", item)
+			return nil, fmt.Errorf("%q is not name=url", fields[0])
 		}
-		out = append(out, Peer{Name: strings.TrimSpace(name), URL: strings.TrimSpace(u)})
+		p := Peer{Name: strings.TrimSpace(name), URL: strings.TrimSpace(u)}
+		for _, f := range fields[1:] {
+			k, val, _ := strings.Cut(strings.TrimSpace(f), "=")
+			switch val = strings.TrimSpace(val); k {
+			case "ca_file":
+				p.CAFile = val
+			case "spki_sha256":
+				p.SPKI = append(p.SPKI, val)
+			default:
+				return nil, fmt.Errorf("peer %.70q: unknown option %.40q (ca_file, spki_sha256)", p.Name, k)
+			}
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -433,23 +450,54 @@ func DecodeKey(v string) ([]byte, error) {
 	return key, nil
 }
 
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+// secretKey matches the names of URL query parameters and DSN keys that
+// carry secrets: password, sslpassword, pass, passwd, pwd, token,
+// access_token, client_secret, api_key, credentials...
+var secretKey = regexp.MustCompile(`(?i)pass|pwd|secret|token|credential|auth|api[_-]?key|access[_-]?key|private[_-]?key`)
 
-// RedactURL hides the password of a database or Redis URL.
+// dsnSecret is a secret key=value pair of a key/value connection string.
+var dsnSecret = regexp.MustCompile(`(?i)\b([a-z_]*(?:pass|pwd|secret|token|credential)[a-z_]*\s*=\s*)('[^']*'|\S+)`)
+
+// RedactURL hides every secret of a database, Redis or service URL: the
+// userinfo password and the value of every password-like query parameter
+// (sslpassword, password, pass, token, client_secret, api_key, ...), and the
+// same keys of a key=value connection string. The rest stays as written.
+// A URL that does not parse is hidden whole.
 func RedactURL(v string) string {
 	if v == "" {
 		return ""
 	}
-	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+	u, err := url.Parse(v)
+	switch {
+	case err == nil && u.Scheme != "" && u.Host != "":
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
+		u.RawQuery = redactQuery(u.RawQuery)
+		u.Fragment, u.RawFragment = redactQuery(u.Fragment), ""
 		return u.String()
+	case err != nil && strings.Contains(v, "://"):
+		return "<redacted: not a valid URL>"
 	}
-	return dsnPassword.ReplaceAllString(v, "${1}xxxxx")
+	return dsnSecret.ReplaceAllString(v, "${1}xxxxx")
+}
+
+// redactQuery replaces the values of secret parameters of a raw query,
+// keeping the order and spelling of the others.
+func redactQuery(q string) string {
+	if q == "" {
+		return q
+	}
+	parts := strings.Split(q, "&")
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if secretKey.MatchString(name) {
+			parts[i] = k + "=xxxxx"
+		}
+	}
+	return strings.Join(parts, "&")
 }

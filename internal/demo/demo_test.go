@@ -3,8 +3,11 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -169,6 +172,31 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("the previous run's console token: %v", err)
 		}
 	})
+	// Every log line of both nodes over the three runs: one key, one
+	// meaning (issue 12, finding 13).
+	t.Run("no log line repeats a key", func(t *testing.T) {
+		for _, party := range []string{"bank", "partner"} {
+			data, err := os.ReadFile(filepath.Join(o.Dir, party+".log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+			if len(lines) < 10 {
+				t.Fatalf("%s.log has %d lines", party, len(lines))
+			}
+			seen := map[string]bool{}
+			for _, line := range lines {
+				dup, msg, err := duplicateKey(line)
+				if err != nil {
+					t.Fatalf("%s.log: not a JSON line: %v", party, err)
+				}
+				if dup != "" && !seen[msg+dup] {
+					seen[msg+dup] = true
+					t.Errorf("%s.log: %q carries the key %q twice", party, msg, dup)
+				}
+			}
+		}
+	})
 	t.Run("options of another setup are refused", func(t *testing.T) {
 		d3.Close()
 		o2 := o
@@ -230,6 +258,63 @@ func checkPlaintext(t *testing.T, d *demo.Demo) {
 	}
 	if checked == 0 {
 		t.Fatal("no subject checked")
+	}
+}
+
+// duplicateKey returns the first key that an object of the JSON line
+// carries twice ("" for none) and the line's msg.
+func duplicateKey(line []byte) (dup, msg string, err error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	type object struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*object
+	lastKey := ""
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return dup, msg, nil
+		}
+		if err != nil {
+			return "", "", err
+		}
+		top := (*object)(nil)
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				if top != nil {
+					top.wantKey = true
+				}
+				stack = append(stack, &object{keys: map[string]bool{}, wantKey: true})
+			case '[':
+				if top != nil {
+					top.wantKey = true
+				}
+				stack = append(stack, nil)
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.wantKey {
+				if top.keys[v] && dup == "" {
+					dup = v
+				}
+				top.keys[v], top.wantKey, lastKey = true, false, v
+				continue
+			}
+			if len(stack) == 1 && lastKey == "msg" {
+				msg = v
+			}
+		}
+		if top != nil {
+			top.wantKey = true
+		}
 	}
 }
 

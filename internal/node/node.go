@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -135,6 +136,9 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 	if n.res, err = Open(ctx, cfg, oo); err != nil {
 		return nil, err
 	}
+	if err := n.checkSecurity(); err != nil {
+		return nil, err
+	}
 	checks := readyChecks(n.res)
 
 	metrics := web.NewMetrics(opts.Registry)
@@ -186,6 +190,25 @@ func New(ctx context.Context, opts Options) (_ *Node, err error) {
 		n.servers = append(n.servers, srv)
 	}
 	return n, nil
+}
+
+// checkSecurity reports what leaves the node open to impersonation or
+// exposure: a loud warning each, and in strict security mode a refusal
+// to start.
+func (n *Node) checkSecurity() error {
+	cfg := n.opts.Config
+	issues := slices.Clone(n.res.trustIssues)
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		issues = append(issues, fmt.Sprintf("data_dir %s has mode %04o: other users of this machine can reach the database, keys and inputs in it; chmod 700 it",
+			cfg.DataDir, fi.Mode().Perm()))
+	}
+	for _, issue := range issues {
+		if cfg.SecurityMode == "strict" {
+			return fmt.Errorf("security_mode=strict: %s", issue)
+		}
+		n.log.Warn("SECURITY: " + issue)
+	}
+	return nil
 }
 
 // OpsListener names the operations listener (listen.ops) in logs and Addr.

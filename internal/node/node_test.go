@@ -29,6 +29,9 @@ func testConfig(t *testing.T) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil { // t.TempDir follows the umask
+		t.Fatal(err)
+	}
 	for _, s := range config.AllServices() {
 		cfg.Addrs[s] = "127.0.0.1:0"
 	}

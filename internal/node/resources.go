@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +65,10 @@ type Resources struct {
 	PeerClient *http.Client
 	ServerTLS  *tls.Config
 
-	closers []func() error
+	// trustIssues are the peers a certificate from the wrong institution
+	// could impersonate (warned about at start; refused in strict mode).
+	trustIssues []string
+	closers     []func() error
 }
 
 // OpenOptions are what Open takes beside the configuration.
@@ -165,25 +171,43 @@ func Open(ctx context.Context, cfg config.Config, o OpenOptions) (_ *Resources, 
 	return r, r.openPeers(cfg)
 }
 
-// openPeers builds the peer identities, the TLS configurations and the
-// client towards peers.
+// openPeers builds the peer identities (each peer bound to its trust
+// anchor), the TLS configurations and the client towards peers, which
+// trusts for each peer only that peer's anchor.
 func (r *Resources) openPeers(cfg config.Config) error {
-	names := make([]string, 0, len(cfg.Peers))
-	for _, p := range cfg.Peers {
-		names = append(names, p.Name)
-	}
-	allow, err := pki.NewAllowlist(names...)
-	if err != nil {
-		return fmt.Errorf("peers: %w", err)
-	}
-	r.Peers = authhttp.Peers{Allowlist: allow, PlainLoopback: !cfg.TLS.Enabled() && !cfg.AuthRequired}
 	var clientTLS *tls.Config
-	if r.ServerTLS, clientTLS, err = loadTLS(cfg.TLS); err != nil {
+	var err error
+	if r.Peers, r.ServerTLS, clientTLS, r.trustIssues, err = loadPeers(cfg); err != nil {
 		return err
 	}
-	transport := &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second}
-	r.PeerClient = &http.Client{Timeout: 10 * time.Second, Transport: transport}
-	r.push(func() error { transport.CloseIdleConnections(); return nil })
+	newTransport := func(c *tls.Config) *http.Transport {
+		return &http.Transport{TLSClientConfig: c, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second}
+	}
+	router := &peerRouter{peers: map[string]*http.Transport{}, other: newTransport(clientTLS)}
+	for _, p := range cfg.Peers {
+		t := router.other
+		if clientTLS != nil {
+			c, err := r.Peers.Allowlist.ClientConfig(p.Name, clientCertOf(clientTLS))
+			if err != nil {
+				return err
+			}
+			t = newTransport(c)
+		}
+		for _, u := range peerURLs(p) {
+			key, err := hostKey(u)
+			if err != nil {
+				return fmt.Errorf("peers: %s: %w", p.Name, err)
+			}
+			if prev, ok := router.owner[key]; ok && prev != p.Name && (r.Peers.Allowlist.HasOwnAnchor(prev) || r.Peers.Allowlist.HasOwnAnchor(p.Name)) {
+				return fmt.Errorf("peers %s and %s share the address %s but have different trust anchors: give each its own address", prev, p.Name, key)
+			} else if ok {
+				continue
+			}
+			router.set(key, p.Name, t)
+		}
+	}
+	r.PeerClient = &http.Client{Timeout: 10 * time.Second, Transport: router}
+	r.push(func() error { router.CloseIdleConnections(); return nil })
 	return nil
 }
 
@@ -300,19 +324,59 @@ func RootKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
 	return keys.LoadRootKeyFile(path)
 }
 
-// loadTLS returns the listeners' TLS config (nil: plain HTTP) and the client
-// config used towards peers.
-func loadTLS(t config.TLS) (server, client *tls.Config, err error) {
-	var pool *x509.CertPool
+// loadPeers builds the peer identities and the TLS configurations: the
+// allowlist binding each peer to its trust anchor (peers[].ca_file, else
+// tls.ca_file) and pins, the listeners' configuration (nil: plain HTTP)
+// trusting every anchor, and the client configuration towards
+// destinations other than the peers (nil: no PKI configured). issues name
+// peers that any of several CAs could impersonate, or that no anchor
+// admits.
+func loadPeers(cfg config.Config) (peers authhttp.Peers, server, client *tls.Config, issues []string, err error) {
+	t := cfg.TLS
+	var shared []*x509.Certificate
 	if t.CAFile != "" {
-		if pool, err = pki.LoadCertPool(strings.Split(t.CAFile, ",")...); err != nil {
-			return nil, nil, err
+		if shared, err = pki.LoadCertificates(strings.Split(t.CAFile, ",")...); err != nil {
+			return peers, nil, nil, nil, err
+		}
+	}
+	all := slices.Clone(shared)
+	trust := make([]pki.PeerTrust, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		pt := pki.PeerTrust{Party: p.Name}
+		if p.CAFile != "" {
+			if pt.Roots, err = pki.LoadCertificates(strings.Split(p.CAFile, ",")...); err != nil {
+				return peers, nil, nil, nil, fmt.Errorf("peers: %s: ca_file: %w", p.Name, err)
+			}
+			all = append(all, pt.Roots...)
+		}
+		for _, s := range p.SPKI {
+			pin, err := pki.ParseSPKIPin(s)
+			if err != nil {
+				return peers, nil, nil, nil, fmt.Errorf("peers: %s: %w", p.Name, err)
+			}
+			pt.SPKI = append(pt.SPKI, pin)
+		}
+		trust = append(trust, pt)
+	}
+	allow, err := pki.NewBoundAllowlist(shared, trust...)
+	if err != nil {
+		return peers, nil, nil, nil, fmt.Errorf("peers: %w", err)
+	}
+	// Plain-HTTP peers on loopback name themselves: only for a node without
+	// TLS and without AUTH_REQUIRED (the demo), never in strict mode.
+	peers = authhttp.Peers{Allowlist: allow, PlainLoopback: !t.Enabled() && !cfg.AuthRequired && cfg.SecurityMode != "strict"}
+
+	var pool *x509.CertPool
+	if len(all) > 0 {
+		pool = x509.NewCertPool()
+		for _, c := range all {
+			pool.AddCert(c)
 		}
 	}
 	if t.Enabled() {
 		cert, err := pki.LoadKeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, nil, err
+			return peers, nil, nil, nil, err
 		}
 		server = pki.ServerConfig(cert, pool, t.RequireClientCert)
 	}
@@ -320,12 +384,107 @@ func loadTLS(t config.TLS) (server, client *tls.Config, err error) {
 	if t.ClientCertFile != "" {
 		c, err := pki.LoadKeyPair(t.ClientCertFile, t.ClientKeyFile)
 		if err != nil {
-			return nil, nil, err
+			return peers, nil, nil, nil, err
 		}
 		clientCert = &c
 	}
-	if pool == nil && clientCert == nil {
-		return server, nil, nil // no PKI configured: peers over plain HTTP or public CAs
+	if len(all) > 0 || clientCert != nil {
+		var sharedPool *x509.CertPool
+		if len(shared) > 0 {
+			sharedPool = x509.NewCertPool()
+			for _, c := range shared {
+				sharedPool.AddCert(c)
+			}
+		}
+		client = pki.ClientConfig(clientCert, sharedPool)
 	}
-	return server, pki.ClientConfig(clientCert, pool), nil
+	if server == nil && client == nil {
+		return peers, nil, nil, nil, nil // no PKI configured: peers over plain HTTP or public CAs
+	}
+	cas := pki.Authorities(shared)
+	for _, p := range cfg.Peers {
+		switch {
+		case allow.HasOwnAnchor(p.Name):
+		case cas > 1:
+			issues = append(issues, fmt.Sprintf("peer %q has no trust anchor of its own and tls.ca_file holds %d certificate authorities: "+
+				"any of them can issue a certificate naming %q and be taken for it; set peers[].ca_file to its institution's CA (or pin peers[].spki_sha256)", p.Name, cas, p.Name))
+		case cas == 0:
+			issues = append(issues, fmt.Sprintf("peer %q has no trust anchor (neither peers[].ca_file nor tls.ca_file): its certificates are refused", p.Name))
+		}
+	}
+	return peers, server, client, issues, nil
+}
+
+// clientCertOf returns the client certificate of c (nil: none).
+func clientCertOf(c *tls.Config) *tls.Certificate {
+	if len(c.Certificates) == 0 {
+		return nil
+	}
+	return &c.Certificates[0]
+}
+
+// peerURLs are the base URLs of p's services.
+func peerURLs(p config.Peer) []string {
+	var out []string
+	if p.URL != "" {
+		out = append(out, p.URL)
+	}
+	for _, svc := range config.AllServices() {
+		if u := p.ServiceURLs[svc]; u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// hostKey is the host:port a URL reaches (the scheme's port when none is
+// given).
+func hostKey(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	return hostKeyOf(u), nil
+}
+
+func hostKeyOf(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// peerRouter sends each call to a peer through a transport that verifies
+// that peer's servers against its own trust anchor; other destinations
+// (a remote consent service of this party) go through other.
+type peerRouter struct {
+	peers map[string]*http.Transport // host:port → transport
+	owner map[string]string          // host:port → peer
+	other *http.Transport
+}
+
+func (p *peerRouter) set(key, party string, t *http.Transport) {
+	if p.owner == nil {
+		p.owner = map[string]string{}
+	}
+	p.peers[key], p.owner[key] = t, party
+}
+
+func (p *peerRouter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t := p.peers[hostKeyOf(req.URL)]; t != nil {
+		return t.RoundTrip(req)
+	}
+	return p.other.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the idle connections of every transport.
+func (p *peerRouter) CloseIdleConnections() {
+	p.other.CloseIdleConnections()
+	for _, t := range p.peers {
+		t.CloseIdleConnections()
+	}
 }

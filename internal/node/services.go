@@ -81,7 +81,7 @@ func TrainingDeps(e Env, models trainjob.Registrar) trainjobnode.Deps {
 func ScoringDeps(e Env, models serving.Models) servingnode.Deps {
 	r := e.Res
 	d := servingnode.Deps{Config: r.Config, DB: r.DB, Cache: r.Cache, Log: e.Log, Registerer: e.Registerer, PeerClient: r.PeerClient,
-		Build: e.Build, Models: models, Tokens: r.Tokens, Peers: r.Peers, SubjectRefKey: r.SubjectRefKey}
+		Build: e.Build, Models: models, Tokens: r.Tokens, Peers: r.Peers, SubjectRefKey: r.SubjectRefKey, Audit: r.Audit}
 	if r.Config.ConsentServiceURL == "" {
 		d.Consent = r.Consent
 	}

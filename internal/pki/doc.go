@@ -8,7 +8,10 @@
 // label (see [CheckPartyName]). A party's client certificate carries the URI SAN
 // fedrisk://party/<name> and, for older tooling, the same name as CommonName.
 // [PeerParty] reads that identity from a verified peer certificate, and
-// [Allowlist] admits only the parties registered with a node.
+// [Allowlist] admits only the parties registered with a node, each only
+// with a certificate that chains to that party's own trust anchor (and
+// carries a pinned key, when its SPKI is pinned): one institution's CA can
+// never speak for another.
 //
 // # Development and production
 //
@@ -16,9 +19,11 @@
 // of the old runbook): one CA that signs a server and a client certificate for
 // every party. Real deployments are different: each institution runs its own
 // CA, keeps its CA key to itself and gives its CA certificate to the other
-// parties. A node then trusts the union of those CA certificates, which
-// [LoadCertPool] builds from several files, and restricts who may call it
-// with an [Allowlist].
+// parties. A node's TLS layer verifies against the union of those CA
+// certificates ([LoadCertificates] reads several files), and its
+// [NewBoundAllowlist] binds each party to its own CA: a party's calls are
+// accepted, and its servers trusted ([Allowlist.ClientConfig]), only with
+// certificates from that CA.
 //
 // [NewCA] and its Issue methods make the same certificates in memory, for tests
 // elsewhere in the project.

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -650,5 +651,138 @@ func TestNilPoolsTrustNothing(t *testing.T) {
 	}
 	if cfg := pki.ClientConfig(nil, nil); cfg.RootCAs == nil || len(cfg.Certificates) != 0 || cfg.MinVersion != tls.VersionTLS12 {
 		t.Errorf("client: RootCAs %v, %d certificates, MinVersion %x", cfg.RootCAs, len(cfg.Certificates), cfg.MinVersion)
+	}
+}
+
+func caCert(t *testing.T, ca *pki.CA) *x509.Certificate {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(f, ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.LoadCertificates(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
+
+// TestBoundAllowlist: a certificate naming a party is taken for it only
+// when it chains to that party's trust anchor and carries a pinned key.
+func TestBoundAllowlist(t *testing.T) {
+	bankCA, err := pki.NewCA("bank CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := pki.NewCA("institution C")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankRoot, otherRoot := caCert(t, bankCA), caCert(t, otherCA)
+	issue := func(ca *pki.CA) *x509.Certificate {
+		c, err := ca.IssueClient("bank")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf
+	}
+	genuine, forged := issue(bankCA), issue(otherCA)
+	// state is what crypto/tls hands over after verifying leaf to root.
+	state := func(leaf, root *x509.Certificate) *tls.ConnectionState {
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf, root}}}
+	}
+	pin := func(c *x509.Certificate) [32]byte {
+		p, err := pki.ParseSPKIPin(strings.ToUpper(pki.SPKIFingerprint(c)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	both := []*x509.Certificate{bankRoot, otherRoot}
+	tests := []struct {
+		name     string
+		defaults []*x509.Certificate
+		peer     pki.PeerTrust
+		cs       *tls.ConnectionState
+		ok       bool
+	}{
+		{"own anchor: genuine", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}}, state(genuine, bankRoot), true},
+		{"own anchor: another CA's certificate", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}}, state(forged, otherRoot), false},
+		// The handshake found a chain to another anchor first; the
+		// certificate still chains to the bank's own.
+		{"own anchor: genuine, other chain first", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}}, state(genuine, otherRoot), true},
+		{"single default anchor", []*x509.Certificate{bankRoot}, pki.PeerTrust{}, state(genuine, bankRoot), true},
+		{"single default anchor: another CA", []*x509.Certificate{bankRoot}, pki.PeerTrust{}, state(forged, otherRoot), false},
+		{"no anchor at all", nil, pki.PeerTrust{}, state(genuine, bankRoot), false},
+		{"pinned key", both, pki.PeerTrust{SPKI: [][32]byte{pin(genuine)}}, state(genuine, bankRoot), true},
+		{"pin of another key", both, pki.PeerTrust{SPKI: [][32]byte{pin(genuine)}}, state(issue(bankCA), bankRoot), false},
+		{"pin and anchor: pinned key from another CA", both, pki.PeerTrust{Roots: []*x509.Certificate{bankRoot}, SPKI: [][32]byte{pin(forged)}}, state(forged, otherRoot), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.peer.Party = "bank"
+			allow, err := pki.NewBoundAllowlist(tt.defaults, tt.peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			party, err := allow.Check(tt.cs)
+			if ok := err == nil; ok != tt.ok || party != "bank" {
+				t.Fatalf("Check = %q, %v; want ok %v", party, err, tt.ok)
+			}
+			if !tt.ok && !errors.Is(err, pki.ErrUntrustedAnchor) {
+				t.Errorf("error %v, want ErrUntrustedAnchor", err)
+			}
+		})
+	}
+
+	if n := pki.Authorities(both); n != 2 {
+		t.Errorf("Authorities of two CAs = %d", n)
+	}
+	if n := pki.Authorities([]*x509.Certificate{bankRoot, bankRoot}); n != 1 {
+		t.Errorf("Authorities of one CA twice = %d", n)
+	}
+	if _, err := pki.ParseSPKIPin("abc"); err == nil {
+		t.Error("ParseSPKIPin accepted a short digest")
+	}
+	allow, err := pki.NewBoundAllowlist(nil, pki.PeerTrust{Party: "bank"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := allow.ClientConfig("partner", nil); !errors.Is(err, pki.ErrPeerNotAllowed) {
+		t.Errorf("ClientConfig of an unlisted party: %v", err)
+	}
+	if _, err := pki.NewBoundAllowlist(nil, pki.PeerTrust{Party: "bank"}, pki.PeerTrust{Party: "bank"}); err == nil {
+		t.Error("a party listed twice was accepted")
+	}
+}
+
+// BenchmarkBoundCheck: the per-request cost of binding a peer to its
+// anchor, when the handshake's chain ends there (the usual case) and when
+// the certificate must be verified again against the party's anchor.
+func BenchmarkBoundCheck(b *testing.B) {
+	bankCA, _ := pki.NewCA("bank CA")
+	otherCA, _ := pki.NewCA("institution C")
+	var bankRoot, otherRoot *x509.Certificate
+	for _, c := range []struct {
+		ca  *pki.CA
+		dst **x509.Certificate
+	}{{bankCA, &bankRoot}, {otherCA, &otherRoot}} {
+		blk, _ := pem.Decode(c.ca.CertPEM())
+		*c.dst, _ = x509.ParseCertificate(blk.Bytes)
+	}
+	cert, _ := bankCA.IssueClient("bank")
+	allow, err := pki.NewBoundAllowlist([]*x509.Certificate{bankRoot, otherRoot}, pki.PeerTrust{Party: "bank", Roots: []*x509.Certificate{bankRoot}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, root := range map[string]*x509.Certificate{"chain-at-anchor": bankRoot, "verify-again": otherRoot} {
+		cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}, VerifiedChains: [][]*x509.Certificate{{cert.Leaf, root}}}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := allow.Check(cs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

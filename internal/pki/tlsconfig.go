@@ -93,10 +93,23 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 // the CA certificates of every institution in the federation. Each file holds
 // one or more PEM CERTIFICATE blocks and nothing else.
 func LoadCertPool(files ...string) (*x509.CertPool, error) {
+	certs, err := LoadCertificates(files...)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// LoadCertificates reads the PEM certificates in files (see [LoadCertPool]).
+func LoadCertificates(files ...string) ([]*x509.Certificate, error) {
 	if len(files) == 0 {
 		return nil, errors.New("pki: no CA certificate files given")
 	}
-	pool := x509.NewCertPool()
+	var all []*x509.Certificate
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -106,11 +119,9 @@ func LoadCertPool(files ...string) (*x509.CertPool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pki: CA file %s: %w", f, err)
 		}
-		for _, c := range certs {
-			pool.AddCert(c)
-		}
+		all = append(all, certs...)
 	}
-	return pool, nil
+	return all, nil
 }
 
 // parseCertificatesPEM parses data holding one or more PEM CERTIFICATE blocks.

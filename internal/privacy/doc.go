@@ -59,6 +59,9 @@
 // A [Ledger] holds one budget per (requesting party, subject pseudonym,
 // purpose, window). Windows are aligned to the Unix epoch: the window of
 // time t under a window length L is [floor(t/L)·L, (floor(t/L)+1)·L).
+// A policy change never frees spent budget: under a new window length,
+// what was spent in the window current at the change, and anything
+// charged since the new window began, counts in the new current window.
 // Charge runs before the noise is drawn, atomically in the database, and
 // fails with [ErrBudgetExhausted] when the cost exceeds what remains; the
 // error is an [*ExhaustedError] that carries the purpose's

@@ -249,10 +249,13 @@ type Ledger interface {
 	// List returns the budgets charged in their purpose's current window,
 	// paged by (party, purpose, subject).
 	List(ctx context.Context, f Filter) (Page, error)
-	// SetPolicy creates or replaces purpose's policy. A new Total applies
-	// at once to the current window; a new Window length starts new
-	// windows (budgets under the old length are no longer current).
-	SetPolicy(ctx context.Context, purpose string, p Policy) error
+	// SetPolicy creates or replaces purpose's policy on behalf of actor
+	// (recorded with the old and new policy where the ledger keeps an
+	// audit log). A new Total applies at once to the current window. A new
+	// Window length starts new windows but never frees spent budget: what
+	// was spent in the window current at the change, and anything charged
+	// since the new window began, counts in the new current window.
+	SetPolicy(ctx context.Context, purpose string, p Policy, actor string) error
 	// Policy returns purpose's policy, or ErrNoPolicy.
 	Policy(ctx context.Context, purpose string) (Policy, error)
 	// Policies returns every purpose's policy.

@@ -44,7 +44,7 @@ func newFixture(t testing.TB, total privacy.Amount, on privacy.ExhaustionPolicy)
 	c := &clock{t: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)}
 	db := sqldbtest.OpenSQLite(t, true)
 	l := sqlprivacy.New(db, sqlprivacy.Options{Host: "host-telco", Now: c.Now})
-	if err := l.SetPolicy(ctx, purpose, privacy.Policy{Window: 24 * time.Hour, Total: total, OnExhausted: on}); err != nil {
+	if err := l.SetPolicy(ctx, purpose, privacy.Policy{Window: 24 * time.Hour, Total: total, OnExhausted: on}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	mem := cache.NewMemory(cache.MemoryOptions{Now: c.Now})

@@ -110,7 +110,7 @@ func (h *Host) Partial(ctx context.Context, party string, b PartialBatch) ([]Par
 			} else {
 				out[i] = refused(CodeConsentRejected, "consent token rejected")
 			}
-			h.o.Log.InfoContext(ctx, "partial score refused: consent", "party", party, "err", err)
+			h.o.Log.InfoContext(ctx, "partial score refused: consent", "peer", party, "err", err)
 			continue
 		}
 		if v.HostRef == "" || subtle.ConstantTimeCompare([]byte(v.HostRef), []byte(it.HostRef)) != 1 {

@@ -114,6 +114,9 @@ func Open(ctx context.Context, url, dataDir string) (*DB, error) {
 			}
 			path = filepath.Join(dataDir, "fedrisk.db")
 		}
+		if err := privateFiles(path); err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
 		// WAL lets readers run beside the writer; immediate transactions take
 		// the write lock up front, so two writers queue instead of deadlocking.
 		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
@@ -141,6 +144,28 @@ func Open(ctx context.Context, url, dataDir string) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", db.Location, err)
 	}
 	return db, nil
+}
+
+// privateFiles makes the database file, created here if it does not exist,
+// readable by the node's user alone (0600 whatever the umask). SQLite
+// gives the -wal and -shm files the mode of the database file; ones left
+// by an earlier run with a looser mode are tightened too. A file this
+// user cannot chmod is left as it is (the node warns about a data
+// directory open to others).
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			_ = os.Chmod(p, fi.Mode().Perm()&^0o077)
+		}
+	}
+	return nil
 }
 
 func redactedHost(url string) string {

@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -145,4 +146,52 @@ func TestCheckFindsAGap(t *testing.T) {
 	if err := db.Check(ctx); !errors.Is(err, sqldb.ErrNotMigrated) || !strings.Contains(err.Error(), "0001_node") {
 		t.Errorf("Check = %v, want the missing 0001 named", err)
 	}
+}
+
+// TestDatabaseFilesPrivate: the SQLite file and its -wal and -shm files
+// hold identifiers and features, so only the node's user may read them
+// (issue 12, finding 8): created 0600 whatever the umask, and an existing
+// database left readable by others is tightened.
+func TestDatabaseFilesPrivate(t *testing.T) {
+	ctx := context.Background()
+	check := func(t *testing.T, dir string) {
+		t.Helper()
+		db, err := sqldb.Open(ctx, "", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Migrate(ctx); err != nil { // writes: the -wal and -shm files exist
+			t.Fatal(err)
+		}
+		for _, name := range []string{"fedrisk.db", "fedrisk.db-wal", "fedrisk.db-shm"} {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("%s: mode %04o, want 0600", name, perm)
+			}
+		}
+	}
+	t.Run("fresh directory", func(t *testing.T) {
+		check(t, filepath.Join(t.TempDir(), "data"))
+	})
+	t.Run("existing database readable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		db, err := sqldb.Open(ctx, "", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		for _, name := range []string{"fedrisk.db", "fedrisk.db-wal", "fedrisk.db-shm"} {
+			if err := os.Chmod(filepath.Join(dir, name), 0o644); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+		}
+		check(t, dir)
+	})
 }

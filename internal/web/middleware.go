@@ -107,18 +107,31 @@ func (m Middleware) Wrap(h http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			m.Metrics.requests.WithLabelValues(m.Service, r.Method, route, strconv.Itoa(status)).Inc()
-			m.Metrics.duration.WithLabelValues(m.Service, r.Method, route).Observe(elapsed.Seconds())
+			method := MethodLabel(r.Method)
+			m.Metrics.requests.WithLabelValues(m.Service, method, route, strconv.Itoa(status)).Inc()
+			m.Metrics.duration.WithLabelValues(m.Service, method, route).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
 			if route == "/health" || route == "/ready" || route == "/metrics" {
 				level = slog.LevelDebug
 			}
 			m.Log.Log(r.Context(), level, "request",
-				"request_id", id, "method", r.Method, "route", route, "status", status,
+				"request_id", id, "method", method, "route", route, "status", status,
 				"duration_ms", float64(elapsed.Microseconds())/1000, "bytes", rec.bytes)
 		}()
 		h.ServeHTTP(rec, r)
 	})
+}
+
+// MethodLabel maps a request method to the method label: the methods of
+// RFC 9110 (and PATCH) as they are, anything else "other". The caller
+// chooses the method, and every new label value would be a new series.
+func MethodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // routeOf turns a ServeMux pattern ("GET /consent/v1/consents/{id}") into

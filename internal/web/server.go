@@ -33,13 +33,16 @@ func Listen(name, addr string, h http.Handler, t Timeouts, tlsConfig *tls.Config
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if tlsConfig != nil {
 		// HTTP/2 over TLS: a peer multiplexes its calls on one connection,
 		// and a call abandoned at its deadline resets one stream instead of
 		// closing the connection (and costing a new handshake).
 		tlsConfig = tlsConfig.Clone()
 		tlsConfig.NextProtos = []string{"h2", "http/1.1"}
-		ln = tls.NewListener(ln, tlsConfig)
+		ln = newTLSListener(ln, tlsConfig, handshakeTimeout(t), errLog)
+	} else {
+		ln = plainListener{ln}
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -49,9 +52,21 @@ func Listen(name, addr string, h http.Handler, t Timeouts, tlsConfig *tls.Config
 		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    64 << 10,
 		TLSConfig:         tlsConfig,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          errLog,
 	}
 	return &Server{name: name, srv: srv, ln: ln}, nil
+}
+
+// handshakeTimeout bounds a TLS handshake as net/http would: the shortest
+// of the read-header, read and write timeouts.
+func handshakeTimeout(t Timeouts) time.Duration {
+	var d time.Duration
+	for _, v := range []time.Duration{t.ReadHeader, t.Read, t.Write} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	return d
 }
 
 // Addr is the bound address, e.g. 127.0.0.1:7002.

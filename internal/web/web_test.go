@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -304,4 +305,35 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("decode error must be a 4xx *Error, got %v", err)
 		}
 	})
+}
+
+// TestUnknownMethodsAddBoundedSeries: the method label is one of a fixed
+// set, so callers choosing methods cannot grow the metrics without bound
+// (issue 12, finding 3).
+func TestUnknownMethodsAddBoundedSeries(t *testing.T) {
+	srv, reg, _ := newTestServer(t, nil)
+	do(t, "GET", srv.URL+"/health", "")
+	before := testutil.CollectAndCount(reg, "http_requests_total", "http_request_duration_seconds")
+	const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for i := range 1000 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		for j := range b {
+			b[j] = letters[int(b[j])%len(letters)]
+		}
+		path := []string{"/health", "/things/1", "/nowhere"}[i%3]
+		resp, _ := do(t, "X"+string(b[:]), srv.URL+path, "")
+		if resp.StatusCode < 400 {
+			t.Fatalf("method X%s: %d", b, resp.StatusCode)
+		}
+	}
+	after := testutil.CollectAndCount(reg, "http_requests_total", "http_request_duration_seconds")
+	// At most: method "other" × {unmatched, /health, /things/{id}} routes ×
+	// a few statuses, in both metrics.
+	if added := after - before; added > 12 {
+		t.Errorf("1000 requests with random methods added %d series", added)
+	}
+	if got := testutil.ToFloat64(mustCounter(t, reg, "http_requests_total", map[string]string{"method": "other", "status": "405"})); got == 0 {
+		t.Error("no request counted under method=\"other\"")
+	}
 }

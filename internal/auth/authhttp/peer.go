@@ -3,6 +3,7 @@ package authhttp
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net/http"
 
 	"github.com/fedrisk/fedrisk/internal/pki"
@@ -43,6 +44,8 @@ func (p Peers) Party(r *http.Request) (string, error) {
 	if r.TLS != nil {
 		party, err := p.Allowlist.Check(r.TLS)
 		switch {
+		case errors.Is(err, pki.ErrUntrustedAnchor):
+			return "", web.Errorf(http.StatusForbidden, code, "the certificate naming party %q is not bound to that party's trust anchor", party)
 		case party != "" && err != nil:
 			return "", web.Errorf(http.StatusForbidden, code, "party %q is not a registered peer", party)
 		case err != nil:

@@ -368,7 +368,7 @@ func (v *Verifier) follow(ctx context.Context) bool {
 	defer alive.Stop()
 	v.setStreaming(true)
 	defer v.setStreaming(false)
-	v.o.Log.InfoContext(ctx, "revocation stream connected", "guest", v.o.GuestURL)
+	v.o.Log.InfoContext(ctx, "revocation stream connected", "url", v.o.GuestURL)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 4096), 4096)
 	event, id := "", ""

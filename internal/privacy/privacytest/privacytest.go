@@ -89,6 +89,7 @@ func Run(t *testing.T, newLedger Factory) {
 		{"WindowRollover", testWindowRollover},
 		{"PolicyPerPurpose", testPolicyPerPurpose},
 		{"LoweredTotal", testLoweredTotal},
+		{"WindowChangeKeepsSpending", testWindowChangeKeepsSpending},
 		{"List", testList},
 		{"Snapshot", testSnapshot},
 		{"Prune", testPrune},
@@ -123,7 +124,7 @@ func key(subject, purpose string) privacy.Key {
 
 func (e *env) setPolicy(t *testing.T, purpose string, p privacy.Policy) {
 	t.Helper()
-	must(t, e.l.SetPolicy(context.Background(), purpose, p))
+	must(t, e.l.SetPolicy(context.Background(), purpose, p, "test"))
 }
 
 func (e *env) charge(t *testing.T, k privacy.Key, cost privacy.Amount) privacy.Charge {
@@ -178,7 +179,7 @@ func testPolicies(t *testing.T, e *env) {
 		"unknown on-exh.":  {Window: day, Total: 1, OnExhausted: "shrug"},
 		"degrade is valid": {Window: day, Total: 1, OnExhausted: privacy.Degrade},
 	} {
-		err := e.l.SetPolicy(ctx, "p-"+name, p)
+		err := e.l.SetPolicy(ctx, "p-"+name, p, "test")
 		if name == "degrade is valid" {
 			must(t, err)
 			continue
@@ -187,7 +188,7 @@ func testPolicies(t *testing.T, e *env) {
 		_, err = e.l.Policy(ctx, "p-"+name)
 		wantErr(t, "policy after refused SetPolicy "+name, err, privacy.ErrNoPolicy)
 	}
-	wantErr(t, "SetPolicy empty purpose", e.l.SetPolicy(ctx, "", privacy.Policy{Window: day, Total: 1}), privacy.ErrInvalid)
+	wantErr(t, "SetPolicy empty purpose", e.l.SetPolicy(ctx, "", privacy.Policy{Window: day, Total: 1}, "test"), privacy.ErrInvalid)
 }
 
 func testChargeAndRemaining(t *testing.T, e *env) {
@@ -506,6 +507,47 @@ func testLoweredTotal(t *testing.T, e *env) {
 	}
 	must(t, e.l.Refund(ctx, c.ID))
 	e.wantRemaining(t, e.l, k, 50)
+}
+
+// testWindowChangeKeepsSpending: a new window length does not reset what
+// was spent (issue 12, finding 5). What was spent in the window current at
+// the change, and anything charged since the new window began, counts
+// against the new policy's current window.
+func testWindowChangeKeepsSpending(t *testing.T, e *env) {
+	ctx := context.Background()
+	const ten = 10 * privacy.OneEpsilon
+	e.setPolicy(t, "credit", privacy.Policy{Window: day, Total: ten})
+	k, other := key("s1", "credit"), key("s2", "credit")
+	first := e.charge(t, k, 4*privacy.OneEpsilon)
+	e.clock.Advance(time.Minute)
+	e.charge(t, k, 6*privacy.OneEpsilon)
+	e.charge(t, other, privacy.OneEpsilon)
+	e.clock.Advance(time.Minute)
+
+	// "10 ε per 24 h", 10 spent: a window of 86399 s does not free any.
+	e.setPolicy(t, "credit", privacy.Policy{Window: day - time.Second, Total: ten})
+	_, err := e.l.Charge(ctx, k, 1)
+	wantErr(t, "charge after changing the window to 86399 s", err, privacy.ErrBudgetExhausted)
+	e.wantRemaining(t, e.l, k, 0)
+	e.wantRemaining(t, e.l, other, ten-privacy.OneEpsilon)
+	// Nor does changing it back, or to another length, or both in turn.
+	for _, w := range []time.Duration{day, time.Hour, 7 * day, 90 * time.Second, day} {
+		e.setPolicy(t, "credit", privacy.Policy{Window: w, Total: ten})
+		_, err := e.l.Charge(ctx, k, 1)
+		wantErr(t, fmt.Sprintf("charge after changing the window to %v", w), err, privacy.ErrBudgetExhausted)
+		e.wantRemaining(t, e.reopen(), other, ten-privacy.OneEpsilon)
+	}
+	g := snapshot(t, e.l)
+	if g["credit"].MinRemainingFraction != 0 || g["credit"].SubjectsBelow20Percent != 1 {
+		t.Fatalf("snapshot after window changes: %+v", g["credit"])
+	}
+	// A refund still returns the charge to the budget it counts in now.
+	must(t, e.l.Refund(ctx, first.ID))
+	e.wantRemaining(t, e.l, k, 4*privacy.OneEpsilon)
+	// The next window of the new policy starts afresh.
+	e.clock.Advance(day)
+	e.wantRemaining(t, e.l, k, ten)
+	e.charge(t, k, ten)
 }
 
 func testList(t *testing.T, e *env) {

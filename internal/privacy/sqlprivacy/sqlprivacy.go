@@ -35,23 +35,34 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/audit"
 	"github.com/fedrisk/fedrisk/internal/privacy"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
 )
+
+// Auditor appends to the audit log inside a transaction of the same
+// database (*sqlaudit.Log).
+type Auditor interface {
+	AppendTx(ctx context.Context, tx *sql.Tx, e audit.Event) (audit.Entry, error)
+}
 
 // Options configures a Ledger.
 type Options struct {
 	// Host is this node's party name, reported as Gauge.Host.
 	Host string
+	// Audit, if set, records every policy change (actor, old and new) in
+	// the transaction that makes it.
+	Audit Auditor
 	// Now is the clock that picks the current window; nil means time.Now.
 	Now func() time.Time
 }
 
 // Ledger implements privacy.Ledger.
 type Ledger struct {
-	db   *sqldb.DB
-	host string
-	now  func() time.Time
+	db    *sqldb.DB
+	host  string
+	now   func() time.Time
+	audit Auditor
 	// writer is held by each write transaction on SQLite, which runs one
 	// writer at a time anyway: waiting here is first come, first served,
 	// where hundreds of connections polling SQLite's busy handler would
@@ -66,7 +77,7 @@ func New(db *sqldb.DB, o Options) *Ledger {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &Ledger{db: db, host: o.Host, now: o.Now}
+	l := &Ledger{db: db, host: o.Host, now: o.Now, audit: o.Audit}
 	if db.Dialect == sqldb.SQLite {
 		l.writer = make(chan struct{}, 1)
 	}
@@ -98,11 +109,25 @@ func newChargeID() string {
 }
 
 func (l *Ledger) policy(ctx context.Context, q queryer, purpose string) (privacy.Policy, error) {
+	return l.readPolicy(ctx, q, purpose, "")
+}
+
+// policyShared reads the policy for a charge: on PostgreSQL FOR SHARE, so
+// that a policy change waits for the charge, or the charge for the change,
+// and a charge never lands in a window the change has moved past.
+func (l *Ledger) policyShared(ctx context.Context, q queryer, purpose string) (privacy.Policy, error) {
+	if l.db.Dialect == sqldb.Postgres {
+		return l.readPolicy(ctx, q, purpose, " FOR SHARE")
+	}
+	return l.readPolicy(ctx, q, purpose, "")
+}
+
+func (l *Ledger) readPolicy(ctx context.Context, q queryer, purpose, lock string) (privacy.Policy, error) {
 	var (
 		window, total int64
 		onExhausted   string
 	)
-	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT window_micros, total, on_exhausted FROM privacy_policies WHERE purpose = ?`), purpose).
+	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT window_micros, total, on_exhausted FROM privacy_policies WHERE purpose = ?`+lock), purpose).
 		Scan(&window, &total, &onExhausted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return privacy.Policy{}, fmt.Errorf("%w %q", privacy.ErrNoPolicy, purpose)
@@ -136,7 +161,7 @@ func (l *Ledger) Charge(ctx context.Context, key privacy.Key, cost privacy.Amoun
 	id := newChargeID()
 	var out privacy.Charge
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
-		pol, err := l.policy(ctx, tx, key.Purpose)
+		pol, err := l.policyShared(ctx, tx, key.Purpose)
 		if err != nil {
 			return err
 		}
@@ -245,8 +270,17 @@ func balance(k privacy.Key, w privacy.Window, spent, total privacy.Amount) priva
 	return privacy.Balance{Key: k, Window: w, Spent: spent, Remaining: max(total-spent, 0), Total: total}
 }
 
-// SetPolicy implements privacy.Ledger.
-func (l *Ledger) SetPolicy(ctx context.Context, purpose string, p privacy.Policy) error {
+// SetPolicy implements privacy.Ledger. In one transaction it replaces the
+// policy, carries what was spent into the new policy's current window when
+// the window length changes, and (with Options.Audit) records who changed
+// what from what.
+//
+// The carry moves, for every (party, subject), the charges of the window
+// that was current at the change and those charged since the new window
+// began into the new current window (budget rows and charge rows alike,
+// so a later refund still finds its charge): a new window length never
+// frees budget that was spent.
+func (l *Ledger) SetPolicy(ctx context.Context, purpose string, p privacy.Policy, actor string) error {
 	if purpose == "" || len(purpose) > 256 {
 		return fmt.Errorf("set policy: %w: purpose must be 1..256 bytes", privacy.ErrInvalid)
 	}
@@ -254,15 +288,93 @@ func (l *Ledger) SetPolicy(ctx context.Context, purpose string, p privacy.Policy
 		return fmt.Errorf("set policy: %w", err)
 	}
 	p = p.Normalized()
-	_, err := l.db.ExecContext(ctx, l.db.Rebind(`INSERT INTO privacy_policies (purpose, window_micros, total, on_exhausted, updated_at)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (purpose) DO UPDATE SET window_micros = excluded.window_micros, total = excluded.total,
-			on_exhausted = excluded.on_exhausted, updated_at = excluded.updated_at`),
-		purpose, p.Window.Microseconds(), int64(p.Total), string(p.OnExhausted), l.now().UnixMicro())
+	now := l.now()
+	err := l.inTx(ctx, func(tx *sql.Tx) error {
+		// On PostgreSQL the read locks the policy row (FOR UPDATE) and
+		// charges read it FOR SHARE: no charge runs on the old policy
+		// while the change moves what was spent.
+		var old privacy.Policy
+		var had bool
+		var window, total int64
+		var onExhausted string
+		err := tx.QueryRowContext(ctx, l.db.Rebind(`SELECT window_micros, total, on_exhausted FROM privacy_policies WHERE purpose = ?`+l.lock()), purpose).
+			Scan(&window, &total, &onExhausted)
+		switch {
+		case err == nil:
+			had = true
+			old = privacy.Policy{Window: time.Duration(window) * time.Microsecond, Total: privacy.Amount(total), OnExhausted: privacy.ExhaustionPolicy(onExhausted)}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, l.db.Rebind(`INSERT INTO privacy_policies (purpose, window_micros, total, on_exhausted, updated_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (purpose) DO UPDATE SET window_micros = excluded.window_micros, total = excluded.total,
+				on_exhausted = excluded.on_exhausted, updated_at = excluded.updated_at`),
+			purpose, p.Window.Microseconds(), int64(p.Total), string(p.OnExhausted), now.UnixMicro()); err != nil {
+			return err
+		}
+		if had && old.Window != p.Window {
+			if err := l.carry(ctx, tx, purpose, old.WindowAt(now), p.WindowAt(now), now); err != nil {
+				return fmt.Errorf("carry spent budget into the new window: %w", err)
+			}
+		}
+		if l.audit == nil {
+			return nil
+		}
+		d := map[string]string{"window": p.Window.String(), "total": p.Total.String(), "on_exhausted": string(p.OnExhausted)}
+		if had {
+			d["old_window"], d["old_total"], d["old_on_exhausted"] = old.Window.String(), old.Total.String(), string(old.OnExhausted)
+		}
+		_, err = l.audit.AppendTx(ctx, tx, audit.Event{At: now, Actor: actor, Action: "privacy.policy.set", Object: purpose, Details: d})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("set policy: %w", err)
 	}
 	return nil
+}
+
+// carry moves into window to the charges of purpose that count in from
+// (the window current before the change) or were charged since to began,
+// with their unrefunded amounts.
+func (l *Ledger) carry(ctx context.Context, tx *sql.Tx, purpose string, from, to privacy.Window, now time.Time) error {
+	// The charges that move (c.): not already in to; in from, or charged
+	// within to. Every one of them ends after to.Start, which keeps the
+	// scan on the window_end index.
+	const moving = `c.purpose = ? AND c.window_end > ? AND NOT (c.window_start = ? AND c.window_end = ?)
+		AND ((c.window_start = ? AND c.window_end = ?) OR (c.charged_at >= ? AND c.charged_at < ?))`
+	ts, te, fs, fe := to.Start.UnixMicro(), to.End.UnixMicro(), from.Start.UnixMicro(), from.End.UnixMicro()
+	args := []any{purpose, ts, ts, te, fs, fe, ts, te}
+	if _, err := tx.ExecContext(ctx, l.db.Rebind(`INSERT INTO privacy_budgets (party, purpose, subject, window_start, window_end, spent, updated_at)
+		SELECT c.party, c.purpose, c.subject, ?, ?, SUM(CASE WHEN c.refunded_at IS NULL THEN c.amount ELSE 0 END), ?
+		FROM privacy_charges c WHERE `+moving+`
+		GROUP BY c.party, c.purpose, c.subject
+		ON CONFLICT (party, purpose, subject, window_start, window_end) DO UPDATE
+		SET spent = privacy_budgets.spent + excluded.spent, updated_at = excluded.updated_at`),
+		append([]any{ts, te, now.UnixMicro()}, args...)...); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, l.db.Rebind(`UPDATE privacy_budgets SET updated_at = ?, spent = spent - (
+			SELECT COALESCE(SUM(c.amount), 0) FROM privacy_charges c
+			WHERE c.party = privacy_budgets.party AND c.subject = privacy_budgets.subject
+				AND c.window_start = privacy_budgets.window_start AND c.window_end = privacy_budgets.window_end
+				AND c.refunded_at IS NULL AND `+moving+`)
+		WHERE purpose = ? AND window_end > ? AND NOT (window_start = ? AND window_end = ?)`),
+		append(append([]any{now.UnixMicro()}, args...), purpose, ts, ts, te)...); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, l.db.Rebind(`UPDATE privacy_charges SET window_start = ?, window_end = ?
+		WHERE id IN (SELECT c.id FROM privacy_charges c WHERE `+moving+`)`), append([]any{ts, te}, args...)...)
+	return err
+}
+
+// lock is the row lock a read of the policy takes inside a write
+// transaction on PostgreSQL (SQLite runs one writer at a time).
+func (l *Ledger) lock() string {
+	if l.db.Dialect == sqldb.Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // Policy implements privacy.Ledger.

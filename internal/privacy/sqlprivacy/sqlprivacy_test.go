@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
 	"github.com/fedrisk/fedrisk/internal/privacy"
 	"github.com/fedrisk/fedrisk/internal/privacy/privacytest"
 	"github.com/fedrisk/fedrisk/internal/sqldb"
@@ -83,7 +84,7 @@ func BenchmarkCharge(b *testing.B) {
 		b.Run(be.Name, func(b *testing.B) {
 			ctx := context.Background()
 			l := New(be.Open(b, true), Options{Host: "bench"})
-			if err := l.SetPolicy(ctx, "credit", privacy.Policy{Window: 24 * time.Hour, Total: privacy.MaxAmount}); err != nil {
+			if err := l.SetPolicy(ctx, "credit", privacy.Policy{Window: 24 * time.Hour, Total: privacy.MaxAmount}, "test"); err != nil {
 				b.Fatal(err)
 			}
 			b.Run("serial", func(b *testing.B) {
@@ -108,6 +109,48 @@ func BenchmarkCharge(b *testing.B) {
 					}
 				})
 			})
+		})
+	}
+}
+
+// TestPolicyChangesAudited: every policy change is in the audit log, in
+// the transaction that makes it: who, the old policy and the new one.
+func TestPolicyChangesAudited(t *testing.T) {
+	for _, b := range sqldbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			db := b.Open(t, true)
+			log := sqlaudit.New(db)
+			l := New(db, Options{Host: "h", Audit: log})
+			p := privacy.Policy{Window: 24 * time.Hour, Total: 10 * privacy.OneEpsilon}
+			if err := l.SetPolicy(ctx, "credit", p, "config"); err != nil {
+				t.Fatal(err)
+			}
+			p.Window = 86399 * time.Second
+			if err := l.SetPolicy(ctx, "credit", p, "token:ana"); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.SetPolicy(ctx, "credit", privacy.Policy{Window: time.Millisecond}, "token:ana"); !errors.Is(err, privacy.ErrInvalid) {
+				t.Fatalf("invalid policy: %v", err)
+			}
+			entries, err := log.List(ctx, sqlaudit.Filter{Action: "privacy.policy.set"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 2 {
+				t.Fatalf("%d entries, want 2: %+v", len(entries), entries)
+			}
+			second := entries[1]
+			if second.Actor != "token:ana" || second.Object != "credit" || second.Details["old_window"] != "24h0m0s" ||
+				second.Details["window"] != "23h59m59s" || second.Details["total"] != "10ε" || second.Details["old_total"] != "10ε" {
+				t.Errorf("audit entry %+v", second)
+			}
+			if _, ok := entries[0].Details["old_window"]; ok || entries[0].Actor != "config" {
+				t.Errorf("first policy: %+v", entries[0])
+			}
+			if rep, err := log.Verify(ctx, nil); err != nil || rep.FirstBad != nil || rep.Entries != 2 {
+				t.Errorf("audit chain: %+v %v", rep, err)
+			}
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/fedrisk/fedrisk/internal/psi"
 )
@@ -32,6 +33,91 @@ type Inputs struct {
 	// Reserved reports tables that may not be read (the node's own
 	// tables: tokens, keys, consents...).
 	Reserved func(table string) bool
+	// Dir is the directory CSV inputs are read from (psi.input_dir): only
+	// regular files below it, reached through no symlink that leaves it.
+	// Empty: CSV inputs are refused.
+	Dir string
+}
+
+// MaxCSVRecordBytes bounds the header and every row of a CSV input.
+const MaxCSVRecordBytes = 64 << 10
+
+// openCSV opens a CSV input: an absolute path of a regular file below
+// s.Dir. It never follows a symlink out of the directory and never
+// blocks on a FIFO or a device.
+func (s Inputs) openCSV(path string) (*os.File, error) {
+	if s.Dir == "" {
+		return nil, invalid("input.kind", "CSV inputs are not available on this node (it has no PSI input directory)")
+	}
+	dir, err := filepath.Abs(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("psi input directory: %w", err)
+	}
+	rel, err := filepath.Rel(dir, filepath.Clean(path))
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, invalid("input.path", "must be a file below the node's PSI input directory %s (psi.input_dir)", dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, invalid("input.path", "the node's PSI input directory %s cannot be opened: %v", dir, errors.Unwrap(err))
+	}
+	defer root.Close()
+	// O_NONBLOCK: opening a FIFO without a writer returns at once.
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, invalid("input.path", "cannot open %s below the PSI input directory: %v", rel, errors.Unwrap(err))
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, invalid("input.path", "%s is not a regular file", rel)
+	}
+	return f, nil
+}
+
+// recordLimit fails a read once more than max bytes have passed since the
+// last reset: csvColumn resets it at each record, so no record (with the
+// read-ahead of the CSV reader's buffer) grows past the bound.
+type recordLimit struct {
+	r      io.Reader
+	n, max int
+}
+
+var errRecordTooLong = fmt.Errorf("a CSV header or row is longer than %d bytes", MaxCSVRecordBytes)
+
+func (l *recordLimit) Read(p []byte) (int, error) {
+	if l.n >= l.max {
+		return 0, errRecordTooLong
+	}
+	if len(p) > l.max-l.n {
+		p = p[:l.max-l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n += n
+	return n, err
+}
+
+// csvRecords reads CSV records of at most MaxCSVRecordBytes.
+type csvRecords struct {
+	cr  *csv.Reader
+	lim *recordLimit
+}
+
+func newCSVRecords(r io.Reader) *csvRecords {
+	lim := &recordLimit{r: r, max: MaxCSVRecordBytes + 4096} // + the bufio read-ahead
+	cr := csv.NewReader(lim)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	return &csvRecords{cr: cr, lim: lim}
+}
+
+func (c *csvRecords) Read() ([]string, error) {
+	rec, err := c.cr.Read()
+	c.lim.n = 0
+	if errors.Is(err, errRecordTooLong) {
+		return nil, errRecordTooLong
+	}
+	return rec, err
 }
 
 // Check validates an input before a job is created: the CSV file exists
@@ -44,14 +130,14 @@ func (s Inputs) Check(ctx context.Context, in Input) error {
 			return invalid("input.table", "not allowed with a CSV input")
 		}
 		if in.Path == "" || !filepath.IsAbs(in.Path) {
-			return invalid("input.path", "must be an absolute path of a CSV file on the node (got %q): resolve it against the directory it is relative to, as `fedrisk psi run --input` does", in.Path)
+			return invalid("input.path", "must be an absolute path of a CSV file on the node (got %.200q): resolve it against the directory it is relative to, as `fedrisk psi run --input` does", in.Path)
 		}
 		if in.Column == "" || len(in.Column) > 128 {
 			return invalid("input.column", "must name a column of the CSV header (1..128 bytes)")
 		}
-		f, err := os.Open(in.Path)
+		f, err := s.openCSV(in.Path)
 		if err != nil {
-			return invalid("input.path", "cannot open %s: %v", in.Path, errors.Unwrap(err))
+			return err
 		}
 		defer f.Close()
 		if _, _, err := csvColumn(f, in.Column); err != nil {
@@ -84,10 +170,8 @@ func (s Inputs) Check(ctx context.Context, in Input) error {
 
 // csvColumn reads the header of a CSV stream and returns the reader
 // positioned at the first data row and the index of column.
-func csvColumn(r io.Reader, column string) (*csv.Reader, int, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
+func csvColumn(r io.Reader, column string) (*csvRecords, int, error) {
+	cr := newCSVRecords(r)
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, 0, invalid("input.path", "the CSV file is empty: a header row is required")
@@ -110,7 +194,7 @@ func csvColumn(r io.Reader, column string) (*csv.Reader, int, error) {
 func (s Inputs) Read(ctx context.Context, in Input, fn func(row int, id string) error) error {
 	switch in.Kind {
 	case InputCSV:
-		f, err := os.Open(in.Path)
+		f, err := s.openCSV(in.Path)
 		if err != nil {
 			return fmt.Errorf("read input: %w", err)
 		}
@@ -128,7 +212,7 @@ func (s Inputs) Read(ctx context.Context, in Input, fn func(row int, id string) 
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("read input: %w", err)
+				return fmt.Errorf("read input: data row %d: %w", row+1, err)
 			}
 			v := ""
 			if col < len(rec) {

@@ -108,7 +108,7 @@ func newSide(t *testing.T, peer string, dial psijob.PeerDialer, opts psijob.Opti
 		t.Fatal(err)
 	}
 	s := &side{store: sqlpsi.New(db), keys: km, dir: t.TempDir()}
-	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(db), Reserved: sqlpsi.Reserved()}
+	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(db), Reserved: sqlpsi.Reserved(), Dir: s.dir}
 	s.runner = psijob.NewRunner(psijob.RunnerDeps{Store: s.store, Inputs: inputs, Peers: dial, Sealer: km}, opts)
 	s.sessions = psijob.NewSessions(psijob.SessionsDeps{Store: s.store, Inputs: inputs, Sealer: km,
 		Allowed: func(p string) bool { return p == peer }}, opts)
@@ -444,7 +444,7 @@ func TestGuestDetectsBadHost(t *testing.T) {
 	p := newPair(t, psijob.Options{BatchSize: 8, PeerDeadline: time.Second})
 	g, h := p.jobs(t, randomIDs("g", 20), randomIDs("h", 20), psijob.ModeIntersection)
 	bad := &corruptPeer{localPeer: p.peer}
-	p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{}, Peers: func(psijob.Job) (psijob.Peer, error) { return bad, nil }, Sealer: p.guest.keys}, psijob.Options{BatchSize: 8})
+	p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{Dir: p.guest.dir}, Peers: func(psijob.Job) (psijob.Peer, error) { return bad, nil }, Sealer: p.guest.keys}, psijob.Options{BatchSize: 8})
 	j, err := p.guest.runner.Run(context.Background(), g.ID)
 	if err != nil || j.Status != psijob.StatusFailed || !strings.Contains(j.Error, "invalid point") {
 		t.Fatalf("guest: %v %s %q", err, j.Status, j.Error)
@@ -568,7 +568,7 @@ func TestCreateValidation(t *testing.T) {
 func TestLoadElements(t *testing.T) {
 	s := newSide(t, "x", nil, psijob.Options{})
 	path := s.csv(t, "in.csv", []string{" a", "a", "B", "", "b", "c", strings.Repeat("z", 2000)})
-	el, err := psijob.LoadElements(context.Background(), psijob.Inputs{}, psijob.Input{Kind: psijob.InputCSV, Path: path, Column: "id"},
+	el, err := psijob.LoadElements(context.Background(), psijob.Inputs{Dir: s.dir}, psijob.Input{Kind: psijob.InputCSV, Path: path, Column: "id"},
 		psi.Normalization{Trim: true, CaseFold: true}, func(ctx context.Context, raw []string) ([]bool, error) {
 			out := make([]bool, len(raw))
 			for i, r := range raw {
@@ -629,11 +629,10 @@ func TestResumeWithPersistedKeys(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			g, h := p.jobs(t, guest, host, mode)
 			restart := func() {
-				inputs := psijob.Inputs{}
-				p.host.sessions = psijob.NewSessions(psijob.SessionsDeps{Store: p.host.store, Inputs: inputs, Sealer: p.host.keys, Codec: codec,
+				p.host.sessions = psijob.NewSessions(psijob.SessionsDeps{Store: p.host.store, Inputs: psijob.Inputs{Dir: p.host.dir}, Sealer: p.host.keys, Codec: codec,
 					Allowed: func(s string) bool { return s == "bank" }}, opts)
 				p.peer.h = p.host.sessions
-				p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: inputs,
+				p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{Dir: p.guest.dir},
 					Peers: func(psijob.Job) (psijob.Peer, error) { return p.peer, nil }, Sealer: p.guest.keys, Codec: codec}, opts)
 			}
 			restart()
@@ -966,7 +965,7 @@ func TestBothLearnTrustsTheGuest(t *testing.T) {
 	common := randomIDs("c", 30)
 	g, h := p.jobs(t, common, common, psijob.ModeBoth)
 	liar := &lyingPeer{p.peer}
-	p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{}, Peers: func(psijob.Job) (psijob.Peer, error) { return liar, nil }, Sealer: p.guest.keys}, psijob.Options{BatchSize: 8})
+	p.guest.runner = psijob.NewRunner(psijob.RunnerDeps{Store: p.guest.store, Inputs: psijob.Inputs{Dir: p.guest.dir}, Peers: func(psijob.Job) (psijob.Peer, error) { return liar, nil }, Sealer: p.guest.keys}, psijob.Options{BatchSize: 8})
 	j, err := p.guest.runner.Run(context.Background(), g.ID)
 	if err != nil || j.Status != psijob.StatusDone || *j.IntersectionSize != 30 {
 		t.Fatalf("guest: %v %s %q", err, j.Status, j.Error)

@@ -907,7 +907,7 @@ func (g *guestRun) end(ctx context.Context, runErr error) (Job, error) {
 	if status == StatusDone && j.Status == StatusDone {
 		g.r.metrics.finished(RoleGuest, now.Sub(j.StartedAt))
 		g.cacheResult(bg, j)
-		g.log.Info("psi job done", "local", j.LocalCount, "peer", j.PeerCount, "intersection", *j.IntersectionSize, "duplicates", j.Duplicates)
+		g.log.Info("psi job done", "local_count", j.LocalCount, "peer_count", j.PeerCount, "intersection", *j.IntersectionSize, "duplicates", j.Duplicates)
 	}
 	return j, nil
 }

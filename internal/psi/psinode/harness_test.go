@@ -103,7 +103,7 @@ func (f *federation) start(t *testing.T, name string, o nodeOptions) *testNode {
 		ClientCertFile: pf.ClientCert, ClientKeyFile: pf.ClientKey, RequireClientCert: true}
 	cfg.Peers = o.peers
 	cfg.ConsentServiceURL = o.consentURL
-	tn := &testNode{name: name, reg: prometheus.NewRegistry(), client: f.tlsClient(t, name), dir: t.TempDir(), cfg: cfg}
+	tn := &testNode{name: name, reg: prometheus.NewRegistry(), client: f.tlsClient(t, name), dir: cfg.PSIInputs(), cfg: cfg}
 	opts := o.opts
 	if opts.PollEvery == 0 {
 		opts.PollEvery = 50 * time.Millisecond

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -103,7 +104,13 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		codec = psijob.DefaultKeyCodec()
 	}
 	store := sqlpsi.New(d.DB)
-	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(d.DB), Reserved: sqlpsi.Reserved()}
+	inputs := psijob.Inputs{Tables: sqlpsi.NewTables(d.DB), Reserved: sqlpsi.Reserved(), Dir: d.Config.PSIInputs()}
+	if d.Config.PSIInputDir == "" {
+		// The default input directory: made here, so operators find it.
+		if err := os.MkdirAll(inputs.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("psi input directory: %w", err)
+		}
+	}
 	peers := map[string]string{}
 	for _, p := range d.Config.Peers {
 		peers[p.Name] = p.URLFor(config.ServicePSI)

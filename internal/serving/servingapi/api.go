@@ -49,7 +49,7 @@ type Host interface {
 type Budgets interface {
 	List(ctx context.Context, f privacy.Filter) (privacy.Page, error)
 	Policies(ctx context.Context) (map[string]privacy.Policy, error)
-	SetPolicy(ctx context.Context, purpose string, p privacy.Policy) error
+	SetPolicy(ctx context.Context, purpose string, p privacy.Policy, actor string) error
 }
 
 // Options configure the API.
@@ -389,11 +389,12 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.o.Budgets.SetPolicy(r.Context(), purpose, p); err != nil {
+	actor := authhttp.PrincipalOf(r.Context()).Actor()
+	if err := a.o.Budgets.SetPolicy(r.Context(), purpose, p, actor); err != nil {
 		return err
 	}
 	a.o.Log.InfoContext(r.Context(), "privacy budget policy set", "purpose", purpose, "window", p.Window.String(),
-		"total", p.Total.String(), "on_exhausted", string(p.OnExhausted), "actor", authhttp.PrincipalOf(r.Context()).Actor())
+		"total", p.Total.String(), "on_exhausted", string(p.OnExhausted), "actor", actor)
 	if a.o.Changed != nil {
 		a.o.Changed()
 	}

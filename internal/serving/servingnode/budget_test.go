@@ -2,6 +2,7 @@ package servingnode_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedrisk/fedrisk/internal/audit/sqlaudit"
 	"github.com/fedrisk/fedrisk/internal/config"
 	"github.com/fedrisk/fedrisk/internal/privacy"
 	"github.com/fedrisk/fedrisk/internal/serving"
@@ -132,6 +134,36 @@ func TestBudgetExhaustion(t *testing.T) {
 	var a servingapi.ScoreAnswer
 	if st, code := g.call(t, "POST", g.url+"/score", body, &a); st != 200 || !a.Degraded || len(a.HostFailures) != 1 || a.HostFailures[0].Code != serving.CodeBudgetExhausted {
 		t.Fatalf("exhausted budget, degrade policy: %d %s %+v", st, code, a)
+	}
+	// A new window length frees nothing that was spent (issue 12, finding
+	// 5), and every change is in the audit log: who, old, new.
+	if st, code := h.call(t, "PUT", h.url+"/score/v1/budgets/policies/"+purpose, servingapi.PolicyBody{Window: "86399s", TotalEpsilon: 2, OnExhausted: "degrade"}, &p); st != 200 {
+		t.Fatalf("set window 86399s: %d %s", st, code)
+	}
+	time.Sleep(3 * time.Millisecond)
+	if st, code := g.call(t, "POST", g.url+"/score", body, &a); st != 200 || !a.Degraded || len(a.HostFailures) != 1 || a.HostFailures[0].Code != serving.CodeBudgetExhausted {
+		t.Fatalf("after a window change: %d %s %+v", st, code, a)
+	}
+	entries, err := h.node.Resources().Audit.List(context.Background(), sqlaudit.Filter{Action: "privacy.policy.set"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]string{
+		{"window": "24h0m0s", "total": "2ε", "on_exhausted": "refuse"},
+		{"window": "24h0m0s", "total": "2ε", "on_exhausted": "degrade", "old_window": "24h0m0s", "old_total": "2ε", "old_on_exhausted": "refuse"},
+		{"window": "23h59m59s", "total": "2ε", "on_exhausted": "degrade", "old_window": "24h0m0s", "old_total": "2ε", "old_on_exhausted": "degrade"},
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("%d policy changes audited, want %d: %+v", len(entries), len(want), entries)
+	}
+	for i, e := range entries {
+		actor := "local:loopback"
+		if i == 0 {
+			actor = "config"
+		}
+		if e.Actor != actor || e.Object != purpose || !maps.Equal(e.Details, want[i]) {
+			t.Errorf("audit entry %d: %s %s %v, want %s %s %v", i, e.Actor, e.Object, e.Details, actor, purpose, want[i])
+		}
 	}
 	var ba servingapi.BudgetsAnswer
 	st, code := h.call(t, "GET", h.url+"/score/v1/budgets?limit=10", nil, &ba)

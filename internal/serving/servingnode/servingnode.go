@@ -91,6 +91,9 @@ type Deps struct {
 	ConsentToken string
 	// Views replaces the views of scoring.feature_views (tests).
 	Views *features.Registry
+	// Audit records budget policy changes (the node's audit log); nil
+	// records none.
+	Audit sqlprivacy.Auditor
 }
 
 // Service is a running scoring service.
@@ -214,7 +217,7 @@ func New(ctx context.Context, d Deps) (_ *Service, err error) {
 // buildHost builds the host side: ledger, releaser, verifiers, gauges.
 func (s *Service) buildHost(ctx, bg context.Context, d Deps, store *features.Store, metrics *serving.Metrics, peers map[string]config.Peer) error {
 	cfg, sc := d.Config, d.Config.Scoring
-	ledger := sqlprivacy.New(d.DB, sqlprivacy.Options{Host: cfg.Party})
+	ledger := sqlprivacy.New(d.DB, sqlprivacy.Options{Host: cfg.Party, Audit: d.Audit})
 	s.Ledger = ledger
 	if err := initialPolicy(ctx, ledger, sc); err != nil {
 		return err
@@ -282,7 +285,7 @@ func initialPolicy(ctx context.Context, l privacy.Ledger, sc config.Scoring) err
 		return fmt.Errorf("scoring.budget_total: %w", err)
 	}
 	p := privacy.Policy{Window: sc.BudgetWindow, Total: total, OnExhausted: privacy.ExhaustionPolicy(sc.BudgetOnExhausted)}
-	if err := l.SetPolicy(ctx, sc.Purpose, p); err != nil {
+	if err := l.SetPolicy(ctx, sc.Purpose, p, "config"); err != nil {
 		return fmt.Errorf("scoring: set budget policy: %w", err)
 	}
 	return nil

@@ -142,7 +142,7 @@ func NewGuest(cfg GuestConfig, table *dataset.Table, hosts []HostPeer) (*Guest, 
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Guest{cfg: cfg, table: table, hosts: hosts, log: log.With("component", "hetero-guest")}, nil
+	return &Guest{cfg: cfg, table: table, hosts: hosts, log: log.With("hetero", "guest")}, nil
 }
 
 // MaxHosts bounds the hosts of one run.

@@ -77,7 +77,7 @@ func NewHost(cfg HostConfig, table *dataset.Table, t Transport) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Host{cfg: cfg, table: table, t: t, log: log.With("component", "hetero-host", "host", cfg.Name)}, nil
+	return &Host{cfg: cfg, table: table, t: t, log: log.With("hetero", "host")}, nil
 }
 
 // Run takes part in one training run and returns the host's half of the

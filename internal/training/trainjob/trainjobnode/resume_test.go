@@ -61,7 +61,7 @@ func (p *party) config(peerURL string) config.Config {
 	if p.name == "telecom" {
 		role = "host"
 	}
-	return config.Config{Party: p.name, Role: role, DataDir: p.dir, Peers: []config.Peer{{Name: p.other, URL: peerURL}}}
+	return config.Config{Party: p.name, Role: role, DataDir: p.dir, PSIInputDir: p.dir, Peers: []config.Peer{{Name: p.other, URL: peerURL}}}
 }
 
 // startTraining (re)starts the party's training service on its database.
