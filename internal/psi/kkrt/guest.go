@@ -1,0 +1,502 @@
+package kkrt
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/fedrisk/fedrisk/internal/psi"
+)
+
+// maxCuckooAttempts bounds the cuckoo seeds NewGuest tries.
+const maxCuckooAttempts = 4
+
+// Guest is the guest's (OPRF receiver's) protocol state. Its methods are
+// the steps a job runner drives; each batch method is safe for concurrent
+// use on distinct batches and spreads its work over all cores:
+//
+//	g, _ := NewGuest(cfg, ids)        // dedup, digests, cuckoo table
+//	hello := g.Hello()                 // → host
+//	g.Accept(hostHello)                // base-OT keys, code key
+//	u, _ := g.Extension(b)             // → host, b < ExtensionBatches()
+//	rows, pos, _ := g.Match(b, tags)   // host tag batch b < TagBatches()
+//
+// MarshalBinary and RestoreGuest keep the state across a restart.
+type Guest struct {
+	cfg        Config
+	sess       SessionTag
+	rows       int
+	dig        []digest          // unique identifiers' digests, in first-occurrence order
+	first      []int32           // unique element → its first row
+	dups       map[int32][]int32 // unique element → its further rows
+	binCount   int
+	bins       []uint32 // cuckoo table: e<<2 | hash index, or emptyBin
+	cuckooSeed [SeedBytes]byte
+	ot         *otSender
+
+	accepted  bool
+	m         int
+	hostBatch int
+	tagLen    int
+	codeKey   [SeedBytes]byte
+	seeds     [][2][SeedBytes]byte
+	code      cipher.Block
+	prg0      *columnPRG
+	prg1      *columnPRG
+	tags      []byte // unique element → its own OPRF value (tagLen bytes)
+
+	mu        sync.Mutex
+	extDone   []bool
+	extN      int
+	indexOnce sync.Once
+	index     *tagIndex
+}
+
+// NewGuest prepares the guest's side for ids (normalised identifiers; rows
+// with equal identifiers are all reported): it deduplicates them, digests
+// them and builds the cuckoo table under a fresh seed from crypto/rand,
+// trying again with another seed if the table cannot be built.
+func NewGuest(cfg Config, ids [][]byte) (*Guest, error) {
+	cfg, err := cfg.withDefaults(true)
+	if err != nil {
+		return nil, err
+	}
+	g, err := newGuestBase(cfg, ids)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt == maxCuckooAttempts {
+			return nil, fmt.Errorf("%w after %d seeds", ErrCuckoo, attempt)
+		}
+		var seed [SeedBytes]byte
+		if _, err := io.ReadFull(rand.Reader, seed[:]); err != nil {
+			return nil, fmt.Errorf("kkrt: cuckoo seed: %w", err)
+		}
+		ok, err := g.buildTable(seed)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			break
+		}
+	}
+	if g.ot, err = newOTSender(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func newGuestBase(cfg Config, ids [][]byte) (*Guest, error) {
+	if err := checkSetSize(len(ids)); err != nil {
+		return nil, err
+	}
+	g := &Guest{cfg: cfg, sess: SessionTagOf(cfg.Session), rows: len(ids), binCount: Bins(len(ids))}
+	all := digestAll(g.sess, ids)
+	seen := make(map[digest]int32, len(all))
+	g.dig = all[:0]
+	for row, d := range all {
+		if e, dup := seen[d]; dup {
+			if g.dups == nil {
+				g.dups = map[int32][]int32{}
+			}
+			g.dups[e] = append(g.dups[e], int32(row))
+			continue
+		}
+		e := int32(len(g.first))
+		seen[d] = e
+		g.first = append(g.first, int32(row))
+		g.dig = append(g.dig, d) // overwrites only entries already read
+	}
+	g.dig = g.dig[:len(g.first):len(g.first)]
+	return g, nil
+}
+
+// digestAll digests every identifier, on all cores.
+func digestAll(sess SessionTag, ids [][]byte) []digest {
+	out := make([]digest, len(ids))
+	_ = parallelRange(len(ids), 1024, func(lo, hi int) error {
+		d := newDigester(sess)
+		for i := lo; i < hi; i++ {
+			out[i] = d.digest(ids[i])
+		}
+		return nil
+	})
+	return out
+}
+
+// buildTable computes the cuckoo positions under seed and places every
+// unique element; false if no placement exists.
+func (g *Guest) buildTable(seed [SeedBytes]byte) (bool, error) {
+	g.cuckooSeed = seed
+	if len(g.dig) == 0 {
+		g.bins = make([]uint32, g.binCount)
+		for i := range g.bins {
+			g.bins[i] = emptyBin
+		}
+		return true, nil
+	}
+	ck, err := newAES(seed[:])
+	if err != nil {
+		return false, err
+	}
+	pos := make([][NumHashes]uint32, len(g.dig))
+	_ = parallelRange(len(g.dig), 1024, func(lo, hi int) error {
+		for e := lo; e < hi; e++ {
+			pos[e] = positions(ck, &g.dig[e], g.binCount)
+		}
+		return nil
+	})
+	bins, ok := buildCuckoo(pos, g.binCount, seed)
+	g.bins = bins
+	return ok, nil
+}
+
+// Hello returns the guest's opening message.
+func (g *Guest) Hello() GuestHello {
+	h := GuestHello{Mode: g.cfg.Mode, SetSize: g.rows, BatchSize: g.cfg.BatchSize,
+		NormDigest: normDigest(g.cfg.Normalization), CuckooSeed: g.cuckooSeed}
+	if g.ot != nil {
+		h.OTPoint = g.ot.A
+	}
+	return h
+}
+
+// Accept takes the host's hello: it checks the settings, derives both keys
+// of every base OT and keys the code. Call it once.
+func (g *Guest) Accept(h HostHello) error {
+	if g.accepted {
+		return fmt.Errorf("kkrt: guest: second host hello: %w", psi.ErrProtocol)
+	}
+	if g.ot == nil || g.ot.a == nil {
+		return fmt.Errorf("kkrt: guest: no base-OT secret (closed or restored): %w", psi.ErrProtocol)
+	}
+	switch {
+	case h.Mode != g.cfg.Mode:
+		return fmt.Errorf("%w: host wants %s, guest %s", psi.ErrMismatch, h.Mode, g.cfg.Mode)
+	case h.NormDigest != normDigest(g.cfg.Normalization):
+		return fmt.Errorf("%w: normalisation fingerprints differ", psi.ErrMismatch)
+	}
+	seeds, err := g.ot.keys(g.sess, h.OTPoints)
+	g.ot.destroy()
+	if err != nil {
+		return err
+	}
+	return g.setup(h.SetSize, h.BatchSize, h.CodeKey, seeds)
+}
+
+func (g *Guest) setup(m, hostBatch int, codeKey [SeedBytes]byte, seeds [][2][SeedBytes]byte) error {
+	if err := checkSetSize(m); err != nil {
+		return err
+	}
+	if hostBatch < 1 || hostBatch > MaxBatchElems {
+		return fmt.Errorf("kkrt: host batch size %d out of range: %w", hostBatch, psi.ErrMalformed)
+	}
+	k0 := make([][SeedBytes]byte, CodeBits)
+	k1 := make([][SeedBytes]byte, CodeBits)
+	for i := range seeds {
+		k0[i], k1[i] = seeds[i][0], seeds[i][1]
+	}
+	var err error
+	if g.prg0, err = newColumnPRG(k0); err != nil {
+		return err
+	}
+	if g.prg1, err = newColumnPRG(k1); err != nil {
+		return err
+	}
+	clear(k0)
+	clear(k1)
+	if g.code, err = newAES(codeKey[:]); err != nil {
+		return err
+	}
+	g.m, g.hostBatch, g.codeKey, g.seeds = m, hostBatch, codeKey, seeds
+	g.tagLen = TagBytes(g.rows, m)
+	g.tags = make([]byte, len(g.dig)*g.tagLen)
+	g.extDone = make([]bool, g.ExtensionBatches())
+	g.accepted = true
+	return nil
+}
+
+// Bins returns the cuckoo table size.
+func (g *Guest) Bins() int { return g.binCount }
+
+// TagLen returns the length of one OPRF value (after Accept).
+func (g *Guest) TagLen() int { return g.tagLen }
+
+// PeerSize returns the host's set size (after Accept).
+func (g *Guest) PeerSize() int { return g.m }
+
+// ExtensionBatches returns the number of extension batches: the bins in
+// batches of the guest's batch size, none if either set is empty.
+func (g *Guest) ExtensionBatches() int {
+	if g.rows == 0 || g.m == 0 {
+		return 0
+	}
+	return batchCount(g.binCount, g.cfg.BatchSize)
+}
+
+// TagBatches returns the number of host tag batches, none if either set is
+// empty.
+func (g *Guest) TagBatches() int {
+	if g.rows == 0 || g.m == 0 {
+		return 0
+	}
+	return batchCount(g.m, g.hostBatch)
+}
+
+// TagBatchLen returns the number of host elements in tag batch b.
+func (g *Guest) TagBatchLen(b int) int {
+	lo, hi := batchRange(g.m, g.hostBatch, b)
+	return hi - lo
+}
+
+// Extension computes extension batch b: the rows u_j = t_j ⊕ t'_j ⊕ C(x_j)
+// of its bins (RowBytes each, bins in order), and records the guest's own
+// OPRF values H(t_j) of the elements in those bins. Calling it again gives
+// the same bytes (a resumed session re-sends them).
+func (g *Guest) Extension(b int) ([]byte, error) {
+	if !g.accepted {
+		return nil, fmt.Errorf("kkrt: guest: extension before the host's hello: %w", ErrNotReady)
+	}
+	if b < 0 || b >= g.ExtensionBatches() {
+		return nil, fmt.Errorf("kkrt: guest: extension batch %d of %d: %w", b, g.ExtensionBatches(), psi.ErrProtocol)
+	}
+	lo, hi := batchRange(g.binCount, g.cfg.BatchSize, b)
+	out := make([]byte, (hi-lo)*RowBytes)
+	chunks := splitBins(lo, hi)
+	_ = parallelRange(len(chunks), 1, func(c0, c1 int) error {
+		s := newExtScratch(chunks[c0][1] - chunks[c0][0])
+		for _, ch := range chunks[c0:c1] {
+			g.extensionChunk(ch[0], ch[1], lo, out, s)
+		}
+		return nil
+	})
+	g.mu.Lock()
+	if !g.extDone[b] {
+		g.extDone[b] = true
+		g.extN++
+	}
+	g.mu.Unlock()
+	return out, nil
+}
+
+// extScratch is one worker's buffers for a chunk of bins.
+type extScratch struct {
+	words      int
+	colsA      []uint64
+	colsB      []uint64
+	col        []uint64
+	rowsA      []uint64
+	rowsB      []uint64
+	keystream  []byte
+	row, codew [rowWords]uint64
+}
+
+func newExtScratch(bins int) *extScratch {
+	words := roundBatch(bins) / 64
+	return &extScratch{
+		words:     words,
+		colsA:     make([]uint64, CodeBits*words),
+		colsB:     make([]uint64, CodeBits*words),
+		col:       make([]uint64, words),
+		rowsA:     make([]uint64, words*64*rowWords),
+		rowsB:     make([]uint64, words*64*rowWords),
+		keystream: make([]byte, 8*words),
+	}
+}
+
+// chunkBins is the number of bins one worker expands at a time: 64 KiB of
+// keystream per column set, enough to amortise a CTR stream's setup.
+const chunkBins = 8192
+
+// splitBins cuts bins [lo, hi) into chunks of at most chunkBins, each
+// starting at a multiple of 128.
+func splitBins(lo, hi int) [][2]int {
+	var out [][2]int
+	per := chunkBins
+	if workers := runtime.GOMAXPROCS(0); (hi-lo)/workers < per {
+		per = max(binsPerBlock, roundBatch((hi-lo+workers-1)/workers))
+	}
+	for a := lo; a < hi; a += per {
+		out = append(out, [2]int{a, min(a+per, hi)})
+	}
+	return out
+}
+
+func (g *Guest) extensionChunk(clo, chi, batchLo int, out []byte, s *extScratch) {
+	words := roundBatch(chi-clo) / 64
+	colsA, colsB := s.colsA[:CodeBits*words], s.colsB[:CodeBits*words]
+	for c := range CodeBits {
+		a := colsA[c*words : (c+1)*words]
+		g.prg0.fill(c, clo, a, s.keystream)
+		g.prg1.fill(c, clo, s.col[:words], s.keystream)
+		bcol := colsB[c*words : (c+1)*words]
+		for w := range a {
+			bcol[w] = a[w] ^ s.col[w]
+		}
+	}
+	rowsA, rowsB := s.rowsA[:words*64*rowWords], s.rowsB[:words*64*rowWords]
+	transposeColumns(colsA, words, rowsA)
+	transposeColumns(colsB, words, rowsB)
+	for j := clo; j < chi; j++ {
+		r := (j - clo) * rowWords
+		u := (*[rowWords]uint64)(rowsB[r : r+rowWords])
+		if v := g.bins[j]; v != emptyBin {
+			e, i := int(v>>2), int(v&3)
+			codeword(g.code, &g.dig[e], i, &s.codew)
+			for w := range u {
+				u[w] ^= s.codew[w]
+			}
+			rowTag((*[rowWords]uint64)(rowsA[r:r+rowWords]), g.tags[e*g.tagLen:(e+1)*g.tagLen])
+		}
+		putRow(out[(j-batchLo)*RowBytes:], u)
+	}
+}
+
+// Match looks up host tag batch b (NumHashes·TagLen() bytes per host
+// element) among the guest's own OPRF values. It returns the guest rows
+// that matched (every row of a duplicated identifier; unordered, possibly
+// repeated across batches) and the matched host positions (ascending, each
+// once). It needs every extension batch computed here first.
+func (g *Guest) Match(b int, tags []byte) (guestRows, hostPositions []int, err error) {
+	if b < 0 || b >= g.TagBatches() {
+		return nil, nil, fmt.Errorf("kkrt: guest: tag batch %d of %d: %w", b, g.TagBatches(), psi.ErrProtocol)
+	}
+	lo, hi := batchRange(g.m, g.hostBatch, b)
+	width := NumHashes * g.tagLen
+	if len(tags) != (hi-lo)*width {
+		return nil, nil, fmt.Errorf("kkrt: guest: tag batch %d of %d bytes, want %d×%d: %w", b, len(tags), hi-lo, width, psi.ErrProtocol)
+	}
+	g.mu.Lock()
+	complete := g.extN == len(g.extDone)
+	g.mu.Unlock()
+	if !complete {
+		return nil, nil, fmt.Errorf("kkrt: guest: matching before every extension batch was computed: %w", ErrNotReady)
+	}
+	g.indexOnce.Do(g.buildIndex)
+	for k := range hi - lo {
+		hit := false
+		for i := range NumHashes {
+			off := (k*NumHashes + i) * g.tagLen
+			g.index.lookup(tags[off:off+g.tagLen], i, func(e int32) {
+				hit = true
+				guestRows = append(guestRows, int(g.first[e]))
+				for _, r := range g.dups[e] {
+					guestRows = append(guestRows, int(r))
+				}
+			})
+		}
+		if hit {
+			hostPositions = append(hostPositions, lo+k)
+		}
+	}
+	return guestRows, hostPositions, nil
+}
+
+func (g *Guest) buildIndex() {
+	hidx := make([]uint8, len(g.dig))
+	for _, v := range g.bins {
+		if v != emptyBin {
+			hidx[v>>2] = uint8(v & 3)
+		}
+	}
+	g.index = newTagIndex(g.tags, g.tagLen, hidx)
+}
+
+// Result assembles the guest's result from the rows Match returned.
+func (g *Guest) Result(matchedRows []int) psi.Result {
+	seen := make([]bool, g.rows)
+	rows := make([]int, 0, len(matchedRows))
+	for _, r := range matchedRows {
+		if r >= 0 && r < g.rows && !seen[r] {
+			seen[r] = true
+		}
+	}
+	for r, ok := range seen {
+		if ok {
+			rows = append(rows, r)
+		}
+	}
+	return psi.Result{Learned: true, Count: len(rows), Indices: rows, PeerSize: g.m}
+}
+
+// guestStateVersion prefixes MarshalBinary's output.
+const guestStateVersion = 1
+
+// guestStateBytes is the size of MarshalBinary's output.
+const guestStateBytes = 1 + 4 + 4 + 2*SeedBytes + CodeBits*2*SeedBytes
+
+// MarshalBinary returns the guest's secret session state after Accept: the
+// host's set and batch sizes, the code key, the cuckoo seed and both keys of
+// every base OT. With the same identifiers, RestoreGuest rebuilds the
+// guest from it and recomputes every extension batch bit for bit. It is a
+// secret: store it only encrypted, and clear the copy.
+func (g *Guest) MarshalBinary() ([]byte, error) {
+	if !g.accepted || g.seeds == nil {
+		return nil, fmt.Errorf("kkrt: guest state before Accept or after Close: %w", ErrNotReady)
+	}
+	b := make([]byte, 0, guestStateBytes)
+	b = append(b, guestStateVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(g.m))
+	b = binary.BigEndian.AppendUint32(b, uint32(g.hostBatch))
+	b = append(b, g.codeKey[:]...)
+	b = append(b, g.cuckooSeed[:]...)
+	for _, s := range g.seeds {
+		b = append(b, s[0][:]...)
+		b = append(b, s[1][:]...)
+	}
+	return b, nil
+}
+
+// RestoreGuest rebuilds a guest from MarshalBinary's output and the same
+// identifiers and configuration. The restored guest has no base-OT secret
+// (the OTs are done); it recomputes the cuckoo table from the stored seed.
+func RestoreGuest(cfg Config, ids [][]byte, state []byte) (*Guest, error) {
+	cfg, err := cfg.withDefaults(true)
+	if err != nil {
+		return nil, err
+	}
+	if len(state) != guestStateBytes || state[0] != guestStateVersion {
+		return nil, fmt.Errorf("kkrt: guest state of %d bytes or unknown version: %w", len(state), psi.ErrMalformed)
+	}
+	g, err := newGuestBase(cfg, ids)
+	if err != nil {
+		return nil, err
+	}
+	m := int(binary.BigEndian.Uint32(state[1:5]))
+	hostBatch := int(binary.BigEndian.Uint32(state[5:9]))
+	var codeKey, seed [SeedBytes]byte
+	copy(codeKey[:], state[9:25])
+	copy(seed[:], state[25:41])
+	ok, err := g.buildTable(seed)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("kkrt: restore guest: the stored cuckoo seed does not place these identifiers: %w", psi.ErrMismatch)
+	}
+	seeds := make([][2][SeedBytes]byte, CodeBits)
+	p := state[41:]
+	for i := range seeds {
+		copy(seeds[i][0][:], p[32*i:])
+		copy(seeds[i][1][:], p[32*i+16:])
+	}
+	if err := g.setup(m, hostBatch, codeKey, seeds); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Close destroys the guest's secrets (base-OT keys and scalar). Later
+// batch calls fail. It is idempotent.
+func (g *Guest) Close() {
+	g.ot.destroy()
+	clear(g.seeds)
+	g.seeds = nil
+	g.prg0, g.prg1 = nil, nil
+	g.accepted = false
+}
