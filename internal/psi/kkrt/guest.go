@@ -54,6 +54,7 @@ type Guest struct {
 	extN      int
 	indexOnce sync.Once
 	index     *tagIndex
+	scratch   scratchPool
 }
 
 // NewGuest prepares the guest's side for ids (normalised identifiers; rows
@@ -146,8 +147,9 @@ func (g *Guest) buildTable(seed [SeedBytes]byte) (bool, error) {
 	}
 	pos := make([][NumHashes]uint32, len(g.dig))
 	_ = parallelRange(len(g.dig), 1024, func(lo, hi int) error {
+		var tmp aesBuf
 		for e := lo; e < hi; e++ {
-			pos[e] = positions(ck, &g.dig[e], g.binCount)
+			pos[e] = positions(ck, &g.dig[e], g.binCount, &tmp)
 		}
 		return nil
 	})
@@ -269,7 +271,8 @@ func (g *Guest) Extension(b int) ([]byte, error) {
 	out := make([]byte, (hi-lo)*RowBytes)
 	chunks := splitBins(lo, hi)
 	_ = parallelRange(len(chunks), 1, func(c0, c1 int) error {
-		s := newExtScratch(chunks[c0][1] - chunks[c0][0])
+		s := g.scratch.get(chunks[c0][1] - chunks[c0][0])
+		defer g.scratch.put(s)
 		for _, ch := range chunks[c0:c1] {
 			g.extensionChunk(ch[0], ch[1], lo, out, s)
 		}
@@ -294,7 +297,21 @@ type extScratch struct {
 	rowsB      []uint64
 	keystream  []byte
 	row, codew [rowWords]uint64
+	aes        aesBuf
+	hasher     *tagHasher
 }
+
+// scratchPool recycles extScratch buffers between batches.
+type scratchPool struct{ p sync.Pool }
+
+func (p *scratchPool) get(bins int) *extScratch {
+	if s, ok := p.p.Get().(*extScratch); ok && s.words >= roundBatch(bins)/64 {
+		return s
+	}
+	return newExtScratch(bins)
+}
+
+func (p *scratchPool) put(s *extScratch) { p.p.Put(s) }
 
 func newExtScratch(bins int) *extScratch {
 	words := roundBatch(bins) / 64
@@ -306,6 +323,7 @@ func newExtScratch(bins int) *extScratch {
 		rowsA:     make([]uint64, words*64*rowWords),
 		rowsB:     make([]uint64, words*64*rowWords),
 		keystream: make([]byte, 8*words),
+		hasher:    newTagHasher(),
 	}
 }
 
@@ -347,11 +365,11 @@ func (g *Guest) extensionChunk(clo, chi, batchLo int, out []byte, s *extScratch)
 		u := (*[rowWords]uint64)(rowsB[r : r+rowWords])
 		if v := g.bins[j]; v != emptyBin {
 			e, i := int(v>>2), int(v&3)
-			codeword(g.code, &g.dig[e], i, &s.codew)
+			codeword(g.code, &g.dig[e], i, &s.codew, &s.aes)
 			for w := range u {
 				u[w] ^= s.codew[w]
 			}
-			rowTag((*[rowWords]uint64)(rowsA[r:r+rowWords]), g.tags[e*g.tagLen:(e+1)*g.tagLen])
+			s.hasher.tag((*[rowWords]uint64)(rowsA[r:r+rowWords]), g.tags[e*g.tagLen:(e+1)*g.tagLen])
 		}
 		putRow(out[(j-batchLo)*RowBytes:], u)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"math/bits"
 )
 
@@ -42,9 +43,9 @@ func (d *digester) digest(id []byte) digest {
 // positions returns the NumHashes cuckoo bins of a digest in a table of
 // bins bins: AES_seed(d) cut into three 42-bit fractions f, each mapped to
 // ⌊f·bins/2^42⌋. Positions may coincide.
-func positions(cuckoo cipher.Block, d *digest, binCount int) [NumHashes]uint32 {
-	var out [16]byte
-	cuckoo.Encrypt(out[:], d[:])
+func positions(cuckoo cipher.Block, d *digest, binCount int, tmp *aesBuf) [NumHashes]uint32 {
+	out := tmp[1][:]
+	cuckoo.Encrypt(out, d[:])
 	v0 := binary.LittleEndian.Uint64(out[0:8])
 	v1 := binary.LittleEndian.Uint64(out[8:16])
 	const mask42 = 1<<42 - 1
@@ -62,10 +63,10 @@ func positions(cuckoo cipher.Block, d *digest, binCount int) [NumHashes]uint32 {
 // the XOR on the last byte. Under AES as a pseudorandom function, codewords
 // of distinct (identifier, hash index) pairs are independent and uniform,
 // which is the pseudorandom code KKRT needs.
-func codeword(code cipher.Block, d *digest, hash int, out *[rowWords]uint64) {
-	var in, o [16]byte
+func codeword(code cipher.Block, d *digest, hash int, out *[rowWords]uint64, tmp *aesBuf) {
+	in, o := &tmp[0], &tmp[1]
 	for b := range 4 {
-		in = *d
+		*in = *d
 		in[15] ^= byte(hash<<2 | b)
 		code.Encrypt(o[:], in[:])
 		out[2*b] = binary.LittleEndian.Uint64(o[0:8])
@@ -75,6 +76,11 @@ func codeword(code cipher.Block, d *digest, hash int, out *[rowWords]uint64) {
 	}
 	out[rowWords-1] &= lastWordMask
 }
+
+// aesBuf is a worker's input and output block for single-block AES calls,
+// which would otherwise allocate (the cipher.Block interface hides that
+// they do not keep them).
+type aesBuf [2][16]byte
 
 // putRow writes the RowBytes wire form of a row.
 func putRow(dst []byte, row *[rowWords]uint64) {
@@ -101,14 +107,24 @@ func getRow(src []byte, row *[rowWords]uint64) {
 	row[rowWords-1] = last
 }
 
-// rowTag writes the first len(tag) bytes of SHA-256 of the row's RowBytes
-// wire form: the correlation-robust hash H of KKRT. 55 bytes fit one
-// SHA-256 block, so one compression per value.
-func rowTag(row *[rowWords]uint64, tag []byte) {
-	var b [RowBytes]byte
-	putRow(b[:], row)
-	sum := sha256.Sum256(b[:])
-	copy(tag, sum[:])
+// tagHasher computes OPRF values: the first bytes of SHA-256 of a row's
+// RowBytes wire form, the correlation-robust hash H of KKRT. 55 bytes fit
+// one SHA-256 block, so one compression per value. Reusing the hash state
+// saves a third of the cost of sha256.Sum256. Not safe for concurrent use.
+type tagHasher struct {
+	h   hash.Hash
+	buf [RowBytes]byte
+	sum [sha256.Size]byte
+}
+
+func newTagHasher() *tagHasher { return &tagHasher{h: sha256.New()} }
+
+// tag writes the first len(tag) bytes of H(row) to tag.
+func (t *tagHasher) tag(row *[rowWords]uint64, tag []byte) {
+	putRow(t.buf[:], row)
+	t.h.Reset()
+	t.h.Write(t.buf[:])
+	copy(tag, t.h.Sum(t.sum[:0]))
 }
 
 // newAES returns AES-128 under key.

@@ -53,10 +53,10 @@ type Host struct {
 	entryBin   []uint32
 	tags       []byte // position-major: value (p, i) at (NumHashes·p + i)·tagLen
 
-	mu      sync.Mutex
-	extSum  [][sha256.Size]byte
-	extDone []bool
-	extN    int
+	scratch scratchPool
+
+	mu     sync.Mutex
+	extSum map[int][sha256.Size]byte // extension batches absorbed; a map, so memory follows the data received
 }
 
 // NewHost prepares the host's side for ids (normalised identifiers; rows
@@ -138,10 +138,8 @@ func (h *Host) setup(n, guestBatch int, cuckooSeed, codeKey, permSeed [SeedBytes
 	for p, row := range h.perm {
 		h.posOf[row] = uint32(p)
 	}
-	batches := h.ExtensionBatches()
-	h.extSum = make([][sha256.Size]byte, batches)
-	h.extDone = make([]bool, batches)
-	if batches > 0 {
+	h.extSum = map[int][sha256.Size]byte{}
+	if h.ExtensionBatches() > 0 {
 		if err := h.bucketize(); err != nil {
 			return err
 		}
@@ -160,8 +158,9 @@ func (h *Host) bucketize() error {
 	}
 	pos := make([][NumHashes]uint32, h.rows)
 	_ = parallelRange(h.rows, 1024, func(lo, hi int) error {
+		var tmp aesBuf
 		for r := lo; r < hi; r++ {
-			pos[r] = positions(ck, &h.dig[r], h.binCount)
+			pos[r] = positions(ck, &h.dig[r], h.binCount, &tmp)
 		}
 		return nil
 	})
@@ -223,7 +222,7 @@ func (h *Host) PeerSize() int { return h.n }
 func (h *Host) ExtensionComplete() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.responded && h.extN == len(h.extDone)
+	return h.responded && len(h.extSum) == h.ExtensionBatches()
 }
 
 // AddExtension absorbs extension batch b: the rows q_j = g_j ⊕ (u_j ∧ s)
@@ -243,7 +242,7 @@ func (h *Host) AddExtension(b int, u []byte) error {
 	}
 	sum := sha256.Sum256(u)
 	h.mu.Lock()
-	done, prev := h.extDone[b], h.extSum[b]
+	prev, done := h.extSum[b]
 	h.mu.Unlock()
 	if done {
 		if prev != sum {
@@ -254,7 +253,8 @@ func (h *Host) AddExtension(b int, u []byte) error {
 	q := make([]uint64, (hi-lo)*rowWords)
 	chunks := splitBins(lo, hi)
 	_ = parallelRange(len(chunks), 1, func(c0, c1 int) error {
-		s := newExtScratch(chunks[c0][1] - chunks[c0][0])
+		s := h.scratch.get(chunks[c0][1] - chunks[c0][0])
+		defer h.scratch.put(s)
 		for _, ch := range chunks[c0:c1] {
 			h.qChunk(ch[0], ch[1], lo, u, q, s)
 		}
@@ -264,28 +264,29 @@ func (h *Host) AddExtension(b int, u []byte) error {
 	bins := h.entryBin[h.bucket[b]:h.bucket[b+1]]
 	_ = parallelRange(len(ents), 256, func(e0, e1 int) error {
 		var cw, v [rowWords]uint64
+		var tmp aesBuf
+		th := newTagHasher()
 		for k := e0; k < e1; k++ {
 			row, i := ents[k]>>2, int(ents[k]&3)
-			codeword(h.code, &h.dig[row], i, &cw)
+			codeword(h.code, &h.dig[row], i, &cw, &tmp)
 			j := (int(bins[k]) - lo) * rowWords
 			for w := range v {
 				v[w] = q[j+w] ^ (cw[w] & h.s[w])
 			}
 			off := (int(h.posOf[row])*NumHashes + i) * h.tagLen
-			rowTag(&v, h.tags[off:off+h.tagLen])
+			th.tag(&v, h.tags[off:off+h.tagLen])
 		}
 		return nil
 	})
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.extDone[b] { // a concurrent call with the same batch won
-		if h.extSum[b] != sum {
+	if prev, done := h.extSum[b]; done { // a concurrent call with the same batch won
+		if prev != sum {
 			return fmt.Errorf("kkrt: host: extension batch %d sent again with other content: %w", b, psi.ErrProtocol)
 		}
 		return nil
 	}
-	h.extDone[b], h.extSum[b] = true, sum
-	h.extN++
+	h.extSum[b] = sum
 	return nil
 }
 

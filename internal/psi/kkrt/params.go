@@ -29,8 +29,12 @@ const (
 	smallSet = 1 << 14
 	// smallBins is the least table size for any non-empty guest set.
 	smallBins = 8192
-	// MaxSetSize bounds either party's set, as in package psi.
-	MaxSetSize = psi.MaxSetSize
+	// MaxSetSize bounds either party's set: 2^26, the largest size for
+	// which the code width is proven sufficient even counting every guest
+	// bin against every host value (see the package documentation), and
+	// above psijob's limit. It also bounds what a peer's hello can make a
+	// party allocate.
+	MaxSetSize = 1 << 26
 	// binsPerBlock is the number of bins one AES block of a column covers.
 	binsPerBlock = 128
 )

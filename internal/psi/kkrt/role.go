@@ -128,7 +128,7 @@ type guestRole struct {
 	nextExt  int
 	acked    []bool
 	ackedN   int
-	tagsGot  []bool
+	tagsGot  map[int]bool // a map: memory follows the batches received, not the host's claims
 	tagsN    int
 	rows     []int
 	revealed []int
@@ -193,7 +193,7 @@ func (r *guestRole) onHostHello(ctx context.Context, msg Message) ([]Message, er
 	}
 	r.ready = true
 	r.acked = make([]bool, r.g.ExtensionBatches())
-	r.tagsGot = make([]bool, r.g.TagBatches())
+	r.tagsGot = map[int]bool{}
 	out, err := r.sendWindow(ctx)
 	if err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func (r *guestRole) onTags(msg Message) ([]Message, error) {
 	if r.ackedN != len(r.acked) {
 		return nil, fmt.Errorf("%w: host tags before every extension batch was acknowledged", psi.ErrProtocol)
 	}
-	k, err := index(msg, len(r.tagsGot))
+	k, err := index(msg, r.g.TagBatches())
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func (r *guestRole) onTags(msg Message) ([]Message, error) {
 
 // maybeFinish computes the result once every batch is through.
 func (r *guestRole) maybeFinish() []Message {
-	if r.ackedN != len(r.acked) || r.tagsN != len(r.tagsGot) {
+	if r.ackedN != len(r.acked) || r.tagsN != r.g.TagBatches() {
 		return nil
 	}
 	r.result = r.g.Result(r.rows)
@@ -298,7 +298,7 @@ type hostRole struct {
 	roleBase
 	h         *Host
 	ready     bool
-	extGot    []bool
+	extGot    map[int]bool // a map: memory follows the batches received, not the guest's claims
 	extN      int
 	nextTag   int
 	tagAcked  []bool
@@ -359,14 +359,14 @@ func (r *hostRole) onHello(ctx context.Context, msg Message) ([]Message, error) 
 		return nil, err
 	}
 	r.ready = true
-	r.extGot = make([]bool, r.h.ExtensionBatches())
+	r.extGot = map[int]bool{}
 	r.tagAcked = make([]bool, r.h.TagBatches())
 	payload, err := reply.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
 	out := []Message{r.message(MsgHostHello, 0, HostHelloBytes, payload)}
-	if len(r.extGot) == 0 {
+	if r.h.ExtensionBatches() == 0 {
 		more, err := r.sendWindow(ctx)
 		if err != nil {
 			return nil, err
@@ -377,7 +377,7 @@ func (r *hostRole) onHello(ctx context.Context, msg Message) ([]Message, error) 
 }
 
 func (r *hostRole) onExtension(ctx context.Context, msg Message) ([]Message, error) {
-	k, err := index(msg, len(r.extGot))
+	k, err := index(msg, r.h.ExtensionBatches())
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +393,7 @@ func (r *hostRole) onExtension(ctx context.Context, msg Message) ([]Message, err
 	r.extGot[k] = true
 	r.extN++
 	out := []Message{r.message(MsgExtensionAck, k, 0, nil)}
-	if r.extN == len(r.extGot) {
+	if r.extN == r.h.ExtensionBatches() {
 		more, err := r.sendWindow(ctx)
 		if err != nil {
 			return nil, err
@@ -448,7 +448,7 @@ func (r *hostRole) onReveal(msg Message) error {
 }
 
 func (r *hostRole) onDone(msg Message) error {
-	if r.extN != len(r.extGot) || r.tagAckedN != len(r.tagAcked) {
+	if r.extN != r.h.ExtensionBatches() || r.tagAckedN != len(r.tagAcked) {
 		return fmt.Errorf("%w: done before every batch was exchanged", psi.ErrProtocol)
 	}
 	batches := binary.BigEndian.Uint32(msg.Payload[0:4])
