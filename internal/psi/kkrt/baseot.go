@@ -188,12 +188,18 @@ func decodePoint(p *ristretto255.Element, b []byte) error {
 // minChunk, one per worker, up to GOMAXPROCS workers, and returns the error
 // of the lowest failing chunk.
 func parallelRange(n, minChunk int, fn func(lo, hi int) error) error {
+	return parallelWorkers(n, minChunk, func(_, lo, hi int) error { return fn(lo, hi) })
+}
+
+// parallelWorkers is parallelRange that also passes each chunk's worker
+// number, below GOMAXPROCS.
+func parallelWorkers(n, minChunk int, fn func(w, lo, hi int) error) error {
 	workers := min(runtime.GOMAXPROCS(0), n/max(minChunk, 1))
 	if workers <= 1 {
 		if n == 0 {
 			return nil
 		}
-		return fn(0, n)
+		return fn(0, 0, n)
 	}
 	chunk := (n + workers - 1) / workers
 	errs := make([]error, workers)
@@ -203,7 +209,7 @@ func parallelRange(n, minChunk int, fn func(lo, hi int) error) error {
 		if lo >= hi {
 			break
 		}
-		wg.Go(func() { errs[w] = fn(lo, hi) })
+		wg.Go(func() { errs[w] = fn(w, lo, hi) })
 	}
 	wg.Wait()
 	for _, err := range errs {

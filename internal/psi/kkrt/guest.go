@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"runtime"
 	"sync"
 
@@ -98,18 +99,26 @@ func newGuestBase(cfg Config, ids [][]byte) (*Guest, error) {
 	}
 	g := &Guest{cfg: cfg, sess: SessionTagOf(cfg.Session), rows: len(ids), binCount: Bins(len(ids))}
 	all := digestAll(g.sess, ids)
-	seen := make(map[digest]int32, len(all))
+	// Deduplicate by digest (distinct identifiers collide with probability
+	// below n²·2^-129) with an open-addressing set of element indices: the
+	// digests are uniform, so their first bytes are the hash.
+	logSlots := max(4, bits.Len(uint(2*len(all))))
+	slots := make([]uint32, 1<<logSlots)
+	mask := uint64(len(slots) - 1)
 	g.dig = all[:0]
 	for row, d := range all {
-		if e, dup := seen[d]; dup {
+		s := binary.LittleEndian.Uint64(d[:8]) >> (64 - logSlots)
+		for slots[s] != 0 && g.dig[slots[s]-1] != d {
+			s = (s + 1) & mask
+		}
+		if e := int32(slots[s]) - 1; e >= 0 {
 			if g.dups == nil {
 				g.dups = map[int32][]int32{}
 			}
 			g.dups[e] = append(g.dups[e], int32(row))
 			continue
 		}
-		e := int32(len(g.first))
-		seen[d] = e
+		slots[s] = uint32(len(g.first)) + 1
 		g.first = append(g.first, int32(row))
 		g.dig = append(g.dig, d) // overwrites only entries already read
 	}
@@ -396,21 +405,32 @@ func (g *Guest) Match(b int, tags []byte) (guestRows, hostPositions []int, err e
 		return nil, nil, fmt.Errorf("kkrt: guest: matching before every extension batch was computed: %w", ErrNotReady)
 	}
 	g.indexOnce.Do(g.buildIndex)
-	for k := range hi - lo {
-		hit := false
-		for i := range NumHashes {
-			off := (k*NumHashes + i) * g.tagLen
-			g.index.lookup(tags[off:off+g.tagLen], i, func(e int32) {
-				hit = true
-				guestRows = append(guestRows, int(g.first[e]))
-				for _, r := range g.dups[e] {
-					guestRows = append(guestRows, int(r))
-				}
-			})
+	type found struct{ rows, pos []int }
+	parts := make([]found, runtime.GOMAXPROCS(0))
+	_ = parallelWorkers(hi-lo, 1024, func(w, k0, k1 int) error {
+		var f found
+		for k := k0; k < k1; k++ {
+			hit := false
+			for i := range NumHashes {
+				off := (k*NumHashes + i) * g.tagLen
+				g.index.lookup(tags[off:off+g.tagLen], i, func(e int32) {
+					hit = true
+					f.rows = append(f.rows, int(g.first[e]))
+					for _, r := range g.dups[e] {
+						f.rows = append(f.rows, int(r))
+					}
+				})
+			}
+			if hit {
+				f.pos = append(f.pos, lo+k)
+			}
 		}
-		if hit {
-			hostPositions = append(hostPositions, lo+k)
-		}
+		parts[w] = f
+		return nil
+	})
+	for _, f := range parts {
+		guestRows = append(guestRows, f.rows...)
+		hostPositions = append(hostPositions, f.pos...)
 	}
 	return guestRows, hostPositions, nil
 }

@@ -2,17 +2,20 @@ package kkrt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/bits"
 )
 
 // tagIndex finds the guest elements whose (hash index, OPRF value) equals a
-// host value: open addressing with linear probing over 32-bit slots (element
-// + 1, 0 empty), at most half full, keyed by the value's first bytes (values
-// are pseudorandom) mixed with the hash index. Values are compared in full.
-// About 4·2·n bytes besides the values themselves. Read-only once built, so
-// safe for concurrent lookups.
+// host value: open addressing with linear probing, at most half full. A
+// slot holds element+1 (low 32 bits, 0 empty) and a 32-bit fingerprint of
+// the value and hash index (high bits), so a lookup that finds nothing,
+// the common case, reads the slot array only. Values are pseudorandom, so
+// their own bytes serve as hash and fingerprint; a fingerprint match is
+// confirmed on the full value. 16 bytes per guest element besides the
+// values. Read-only once built, so safe for concurrent lookups.
 type tagIndex struct {
-	slots  []uint32
+	slots  []uint64
 	shift  uint
 	tags   []byte
 	tagLen int
@@ -22,35 +25,40 @@ type tagIndex struct {
 func newTagIndex(tags []byte, tagLen int, hidx []uint8) *tagIndex {
 	n := len(hidx)
 	logSlots := max(4, bits.Len(uint(2*n)))
-	x := &tagIndex{slots: make([]uint32, 1<<logSlots), shift: uint(64 - logSlots), tags: tags, tagLen: tagLen, hidx: hidx}
+	x := &tagIndex{slots: make([]uint64, 1<<logSlots), shift: uint(64 - logSlots), tags: tags, tagLen: tagLen, hidx: hidx}
 	mask := uint64(len(x.slots) - 1)
 	for e := range n {
-		s := x.slot(tags[e*tagLen:(e+1)*tagLen], int(hidx[e]))
+		s, fp := x.key(tags[e*tagLen:(e+1)*tagLen], int(hidx[e]))
 		for x.slots[s] != 0 {
 			s = (s + 1) & mask
 		}
-		x.slots[s] = uint32(e) + 1
+		x.slots[s] = fp<<32 | uint64(e+1)
 	}
 	return x
 }
 
-func (x *tagIndex) slot(tag []byte, hash int) uint64 {
-	var k uint64
-	for i := range min(8, len(tag)) {
-		k |= uint64(tag[i]) << (8 * i)
-	}
-	k ^= uint64(hash+1) * 0xc2b2ae3d27d4eb4f
-	return (k * 0x9e3779b97f4a7c15) >> x.shift
+// key returns the slot and the 32-bit fingerprint of a value under a hash
+// index.
+func (x *tagIndex) key(tag []byte, hash int) (slot, fp uint64) {
+	var b [8]byte
+	copy(b[:], tag)
+	k := binary.LittleEndian.Uint64(b[:]) ^ uint64(hash+1)*0xc2b2ae3d27d4eb4f
+	k *= 0x9e3779b97f4a7c15
+	return k >> x.shift, k & 0xffffffff
 }
 
 // lookup calls fn for every element whose hash index is hash and whose
 // value equals tag.
 func (x *tagIndex) lookup(tag []byte, hash int, fn func(e int32)) {
 	mask := uint64(len(x.slots) - 1)
-	for s := x.slot(tag, hash); x.slots[s] != 0; s = (s + 1) & mask {
-		e := int(x.slots[s] - 1)
-		if int(x.hidx[e]) == hash && bytes.Equal(x.tags[e*x.tagLen:(e+1)*x.tagLen], tag) {
-			fn(int32(e))
+	s, fp := x.key(tag, hash)
+	for v := x.slots[s]; v != 0; v = x.slots[s] {
+		if v>>32 == fp {
+			e := int(uint32(v) - 1)
+			if int(x.hidx[e]) == hash && bytes.Equal(x.tags[e*x.tagLen:(e+1)*x.tagLen], tag) {
+				fn(int32(e))
+			}
 		}
+		s = (s + 1) & mask
 	}
 }
