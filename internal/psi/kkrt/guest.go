@@ -250,6 +250,12 @@ func (g *Guest) ExtensionBatches() int {
 	return batchCount(g.binCount, g.cfg.BatchSize)
 }
 
+// ExtensionBatchLen returns the number of bins (rows) in extension batch b.
+func (g *Guest) ExtensionBatchLen(b int) int {
+	lo, hi := batchRange(g.binCount, g.cfg.BatchSize, b)
+	return hi - lo
+}
+
 // TagBatches returns the number of host tag batches, none if either set is
 // empty.
 func (g *Guest) TagBatches() int {

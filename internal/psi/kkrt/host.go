@@ -55,8 +55,16 @@ type Host struct {
 
 	scratch scratchPool
 
-	mu     sync.Mutex
-	extSum map[int][sha256.Size]byte // extension batches absorbed; a map, so memory follows the data received
+	mu   sync.Mutex
+	ext  map[int]*extBatch // extension batches received; a map, so memory follows the data received
+	extN int               // of which absorbed
+}
+
+// extBatch is one extension batch at the host: its digest, and done closed
+// once its values are computed.
+type extBatch struct {
+	sum  [sha256.Size]byte
+	done chan struct{}
 }
 
 // NewHost prepares the host's side for ids (normalised identifiers; rows
@@ -138,7 +146,7 @@ func (h *Host) setup(n, guestBatch int, cuckooSeed, codeKey, permSeed [SeedBytes
 	for p, row := range h.perm {
 		h.posOf[row] = uint32(p)
 	}
-	h.extSum = map[int][sha256.Size]byte{}
+	h.ext = map[int]*extBatch{}
 	if h.ExtensionBatches() > 0 {
 		if err := h.bucketize(); err != nil {
 			return err
@@ -222,7 +230,7 @@ func (h *Host) PeerSize() int { return h.n }
 func (h *Host) ExtensionComplete() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.responded && len(h.extSum) == h.ExtensionBatches()
+	return h.responded && h.extN == h.ExtensionBatches()
 }
 
 // AddExtension absorbs extension batch b: the rows q_j = g_j ⊕ (u_j ∧ s)
@@ -242,14 +250,19 @@ func (h *Host) AddExtension(b int, u []byte) error {
 	}
 	sum := sha256.Sum256(u)
 	h.mu.Lock()
-	prev, done := h.extSum[b]
-	h.mu.Unlock()
-	if done {
-		if prev != sum {
+	if prev, ok := h.ext[b]; ok {
+		// Received before (or being absorbed by a concurrent call): the
+		// same bytes are a harmless replay.
+		h.mu.Unlock()
+		<-prev.done
+		if prev.sum != sum {
 			return fmt.Errorf("kkrt: host: extension batch %d sent again with other content: %w", b, psi.ErrProtocol)
 		}
 		return nil
 	}
+	st := &extBatch{sum: sum, done: make(chan struct{})}
+	h.ext[b] = st
+	h.mu.Unlock()
 	q := make([]uint64, (hi-lo)*rowWords)
 	chunks := splitBins(lo, hi)
 	_ = parallelRange(len(chunks), 1, func(c0, c1 int) error {
@@ -279,14 +292,9 @@ func (h *Host) AddExtension(b int, u []byte) error {
 		return nil
 	})
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if prev, done := h.extSum[b]; done { // a concurrent call with the same batch won
-		if prev != sum {
-			return fmt.Errorf("kkrt: host: extension batch %d sent again with other content: %w", b, psi.ErrProtocol)
-		}
-		return nil
-	}
-	h.extSum[b] = sum
+	h.extN++
+	h.mu.Unlock()
+	close(st.done)
 	return nil
 }
 

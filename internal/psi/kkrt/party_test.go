@@ -40,13 +40,14 @@ func TestMain(m *testing.M) {
 
 // partyReport is what one party process measured.
 type partyReport struct {
-	Role        string  `json:"role"`
-	WallSeconds float64 `json:"wall_seconds"` // from the connection to the end of the session
-	CPUSeconds  float64 `json:"cpu_seconds"`  // user + system of the whole process
-	BytesSent   int64   `json:"bytes_sent"`
-	BytesRecv   int64   `json:"bytes_received"`
-	PeakRSS     int64   `json:"peak_rss_bytes"` // VmHWM
-	Count       int     `json:"count"`          // guest: intersection size
+	Role         string  `json:"role"`
+	WallSeconds  float64 `json:"wall_seconds"`  // from the connection to the end of the session
+	SetupSeconds float64 `json:"setup_seconds"` // of which making the role (digests, deduplication, cuckoo table)
+	CPUSeconds   float64 `json:"cpu_seconds"`   // user + system of the whole process
+	BytesSent    int64   `json:"bytes_sent"`
+	BytesRecv    int64   `json:"bytes_received"`
+	PeakRSS      int64   `json:"peak_rss_bytes"` // VmHWM
+	Count        int     `json:"count"`          // guest: intersection size
 }
 
 func envInt(name string) (int, error) {
@@ -116,11 +117,13 @@ func runParty(party string) error {
 	if err != nil {
 		return err
 	}
+	setup := time.Since(start)
 	sent, recv, err := runStream(ctx, role, conn)
 	if err != nil {
 		return err
 	}
-	rep := partyReport{Role: party, WallSeconds: time.Since(start).Seconds(), BytesSent: sent, BytesRecv: recv, PeakRSS: peakRSS()}
+	rep := partyReport{Role: party, WallSeconds: time.Since(start).Seconds(), SetupSeconds: setup.Seconds(),
+		BytesSent: sent, BytesRecv: recv, PeakRSS: peakRSS()}
 	res, err := role.Result()
 	if err != nil {
 		return err
@@ -231,6 +234,8 @@ func benchTwoProcesses(b *testing.B, n int) {
 	}
 	b.ReportMetric(wall.Seconds(), "wall-s")
 	b.ReportMetric(g.WallSeconds, "guest-s")
+	b.ReportMetric(g.SetupSeconds, "guest-setup-s")
+	b.ReportMetric(h.SetupSeconds, "host-setup-s")
 	b.ReportMetric(floor.Seconds, "floor-s")
 	b.ReportMetric(float64(g.BytesSent+h.BytesSent), "wire-bytes")
 	b.ReportMetric(float64(g.PeakRSS)/(1<<20), "guest-rss-MiB")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/fedrisk/fedrisk/internal/psi"
@@ -226,5 +227,59 @@ func TestRestoreRejectsState(t *testing.T) {
 		if _, err := kkrt.RestoreHost(p.cfg, p.hIDs, st); !errors.Is(err, psi.ErrMalformed) {
 			t.Errorf("host %s: %v", name, err)
 		}
+	}
+}
+
+// TestConcurrentBatches drives the batch methods the way a job runner
+// does, several batches at once (run it with -race): the result is the
+// same, and a batch delivered twice at the same time is absorbed once.
+func TestConcurrentBatches(t *testing.T) {
+	p := newPair(t, psi.ModeIntersection, 20000, 15000, 4000, 2048)
+	us := make([][]byte, p.g.ExtensionBatches())
+	var wg sync.WaitGroup
+	for b := range us {
+		wg.Go(func() {
+			u, err := p.g.Extension(b)
+			if err != nil {
+				t.Error(err)
+			}
+			us[b] = u
+		})
+	}
+	wg.Wait()
+	for b, u := range us {
+		for range 2 {
+			wg.Go(func() {
+				if err := p.h.AddExtension(b, u); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if !p.h.ExtensionComplete() {
+		t.Fatal("extension incomplete")
+	}
+	var mu sync.Mutex
+	var rows []int
+	for b := range p.g.TagBatches() {
+		wg.Go(func() {
+			tags, err := p.h.Tags(b)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			r, _, err := p.g.Match(b, tags)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			rows = append(rows, r...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if res := p.g.Result(rows); res.Count != p.common {
+		t.Fatalf("found %d, want %d", res.Count, p.common)
 	}
 }
