@@ -56,6 +56,9 @@ type Guest struct {
 	indexOnce sync.Once
 	index     *tagIndex
 	scratch   scratchPool
+	// live is held for reading while an extension batch computes with the
+	// seeds; Close takes it for writing.
+	live sync.RWMutex
 }
 
 // NewGuest prepares the guest's side for ids (normalised identifiers; rows
@@ -276,6 +279,8 @@ func (g *Guest) TagBatchLen(b int) int {
 // OPRF values H(t_j) of the elements in those bins. Calling it again gives
 // the same bytes (a resumed session re-sends them).
 func (g *Guest) Extension(b int) ([]byte, error) {
+	g.live.RLock()
+	defer g.live.RUnlock()
 	if !g.accepted {
 		return nil, fmt.Errorf("kkrt: guest: extension before the host's hello: %w", ErrNotReady)
 	}
@@ -480,6 +485,8 @@ const guestStateBytes = 1 + 4 + 4 + 2*SeedBytes + CodeBits*2*SeedBytes
 // guest from it and recomputes every extension batch bit for bit. It is a
 // secret: store it only encrypted, and clear the copy.
 func (g *Guest) MarshalBinary() ([]byte, error) {
+	g.live.RLock()
+	defer g.live.RUnlock()
 	if !g.accepted || g.seeds == nil {
 		return nil, fmt.Errorf("kkrt: guest state before Accept or after Close: %w", ErrNotReady)
 	}
@@ -535,9 +542,13 @@ func RestoreGuest(cfg Config, ids [][]byte, state []byte) (*Guest, error) {
 	return g, nil
 }
 
-// Close destroys the guest's secrets (base-OT keys and scalar). Later
-// batch calls fail. It is idempotent.
+// Close destroys the guest's secrets (base-OT keys and scalar), after
+// waiting for extension batches being computed. Later extension batches
+// fail; matching still works. It is idempotent and safe to call
+// concurrently with the batch methods.
 func (g *Guest) Close() {
+	g.live.Lock()
+	defer g.live.Unlock()
 	g.ot.destroy()
 	clear(g.seeds)
 	g.seeds = nil

@@ -54,6 +54,10 @@ type Host struct {
 	tags       []byte // position-major: value (p, i) at (NumHashes·p + i)·tagLen
 
 	scratch scratchPool
+	// live is held for reading while a batch computes with the secrets;
+	// Close takes it for writing, so it waits for them and later calls
+	// find the secrets gone.
+	live sync.RWMutex
 
 	mu   sync.Mutex
 	ext  map[int]*extBatch // extension batches received; a map, so memory follows the data received
@@ -238,6 +242,8 @@ func (h *Host) ExtensionComplete() bool {
 // hash index) whose bin lies in the batch. A batch received again with the
 // same bytes is ignored; with other bytes it is an ErrProtocol.
 func (h *Host) AddExtension(b int, u []byte) error {
+	h.live.RLock()
+	defer h.live.RUnlock()
 	if !h.responded || h.prg == nil {
 		return fmt.Errorf("kkrt: host: extension before the guest's hello or after Close: %w", ErrNotReady)
 	}
@@ -407,6 +413,8 @@ const hostStateBytes = 1 + 4 + 4 + RowBytes + 3*SeedBytes + CodeBits*SeedBytes
 // the same identifiers RestoreHost rebuilds the host, which then needs
 // every extension batch again. It is a secret: store it only encrypted.
 func (h *Host) MarshalBinary() ([]byte, error) {
+	h.live.RLock()
+	defer h.live.RUnlock()
 	if !h.responded || h.keys == nil {
 		return nil, fmt.Errorf("kkrt: host state before Respond or after Close: %w", ErrNotReady)
 	}
@@ -456,11 +464,13 @@ func RestoreHost(cfg Config, ids [][]byte, state []byte) (*Host, error) {
 	return h, nil
 }
 
-// Close destroys the host's secrets (choice bits, base-OT keys). Later
-// extension batches fail. It is idempotent.
+// Close destroys the host's secrets (choice bits, base-OT keys), after
+// waiting for batches being absorbed. Later extension batches fail; tags
+// already computed stay readable. It is idempotent and safe to call
+// concurrently with the batch methods.
 func (h *Host) Close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.live.Lock()
+	defer h.live.Unlock()
 	h.s = [rowWords]uint64{}
 	clear(h.keys)
 	h.keys, h.prg = nil, nil

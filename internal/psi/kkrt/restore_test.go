@@ -283,3 +283,30 @@ func TestConcurrentBatches(t *testing.T) {
 		t.Fatalf("found %d, want %d", res.Count, p.common)
 	}
 }
+
+// TestCloseDuringBatches: closing while batches compute (a session
+// cancelled mid-flight) waits for them or makes them fail cleanly.
+func TestCloseDuringBatches(t *testing.T) {
+	p := newPair(t, psi.ModeIntersection, 20000, 15000, 4000, 1024)
+	var wg sync.WaitGroup
+	for b := range p.g.ExtensionBatches() {
+		wg.Go(func() {
+			u, err := p.g.Extension(b)
+			if err != nil {
+				if !errors.Is(err, kkrt.ErrNotReady) {
+					t.Error(err)
+				}
+				return
+			}
+			if err := p.h.AddExtension(b, u); err != nil && !errors.Is(err, kkrt.ErrNotReady) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(p.h.Close)
+	wg.Go(p.g.Close)
+	wg.Wait()
+	if _, err := p.h.MarshalBinary(); !errors.Is(err, kkrt.ErrNotReady) {
+		t.Fatalf("state after Close: %v", err)
+	}
+}
