@@ -289,12 +289,43 @@ func (g *Guest) Extension(b int) ([]byte, error) {
 	}
 	lo, hi := batchRange(g.binCount, g.cfg.BatchSize, b)
 	out := make([]byte, (hi-lo)*RowBytes)
-	chunks := splitBins(lo, hi)
-	_ = parallelRange(len(chunks), 1, func(c0, c1 int) error {
-		s := g.scratch.get(chunks[c0][1] - chunks[c0][0])
-		defer g.scratch.put(s)
-		for _, ch := range chunks[c0:c1] {
-			g.extensionChunk(ch[0], ch[1], lo, out, s)
+	s := g.scratch.get(hi - lo)
+	defer g.scratch.put(s)
+	words := s.words
+	// Columns: one CTR stream per column and batch.
+	_ = parallelRange(CodeBits, 16, func(c0, c1 int) error {
+		ks := make([]byte, 8*words)
+		tmp := make([]uint64, words)
+		for c := c0; c < c1; c++ {
+			a := s.colsA[c*words : (c+1)*words]
+			g.prg0.fill(c, lo, a, ks)
+			g.prg1.fill(c, lo, tmp, ks)
+			bc := s.colsB[c*words : (c+1)*words]
+			for w := range a {
+				bc[w] = a[w] ^ tmp[w]
+			}
+		}
+		return nil
+	})
+	// Rows, by blocks of 64 bins: t_j (rowsA) and t_j ⊕ t'_j (rowsB).
+	_ = parallelRange(words, 4, func(w0, w1 int) error {
+		transposeColumns(s.colsA, words, w0, w1, s.rowsA)
+		transposeColumns(s.colsB, words, w0, w1, s.rowsB)
+		var cw [rowWords]uint64
+		var tmp aesBuf
+		th := newTagHasher()
+		for j := lo + 64*w0; j < min(lo+64*w1, hi); j++ {
+			r := (j - lo) * rowWords
+			u := (*[rowWords]uint64)(s.rowsB[r : r+rowWords])
+			if v := g.bins[j]; v != emptyBin {
+				e, i := int(v>>2), int(v&3)
+				codeword(g.code, &g.dig[e], i, &cw, &tmp)
+				for w := range u {
+					u[w] ^= cw[w]
+				}
+				th.tag((*[rowWords]uint64)(s.rowsA[r:r+rowWords]), g.tags[e*g.tagLen:(e+1)*g.tagLen])
+			}
+			putRow(out[(j-lo)*RowBytes:], u)
 		}
 		return nil
 	})
@@ -307,93 +338,34 @@ func (g *Guest) Extension(b int) ([]byte, error) {
 	return out, nil
 }
 
-// extScratch is one worker's buffers for a chunk of bins.
+// extScratch holds one batch's column and row matrices.
 type extScratch struct {
-	words      int
-	colsA      []uint64
-	colsB      []uint64
-	col        []uint64
-	rowsA      []uint64
-	rowsB      []uint64
-	keystream  []byte
-	row, codew [rowWords]uint64
-	aes        aesBuf
-	hasher     *tagHasher
+	words        int // 64-bin words per column
+	colsA, colsB []uint64
+	rowsA, rowsB []uint64
 }
 
 // scratchPool recycles extScratch buffers between batches.
 type scratchPool struct{ p sync.Pool }
 
 func (p *scratchPool) get(bins int) *extScratch {
-	if s, ok := p.p.Get().(*extScratch); ok && s.words >= roundBatch(bins)/64 {
-		return s
+	words := roundBatch(bins) / 64
+	s, ok := p.p.Get().(*extScratch)
+	if !ok || cap(s.colsA) < CodeBits*words {
+		s = &extScratch{
+			colsA: make([]uint64, CodeBits*words),
+			colsB: make([]uint64, CodeBits*words),
+			rowsA: make([]uint64, words*64*rowWords),
+			rowsB: make([]uint64, words*64*rowWords),
+		}
 	}
-	return newExtScratch(bins)
+	s.words = words
+	s.colsA, s.colsB = s.colsA[:CodeBits*words], s.colsB[:CodeBits*words]
+	s.rowsA, s.rowsB = s.rowsA[:words*64*rowWords], s.rowsB[:words*64*rowWords]
+	return s
 }
 
 func (p *scratchPool) put(s *extScratch) { p.p.Put(s) }
-
-func newExtScratch(bins int) *extScratch {
-	words := roundBatch(bins) / 64
-	return &extScratch{
-		words:     words,
-		colsA:     make([]uint64, CodeBits*words),
-		colsB:     make([]uint64, CodeBits*words),
-		col:       make([]uint64, words),
-		rowsA:     make([]uint64, words*64*rowWords),
-		rowsB:     make([]uint64, words*64*rowWords),
-		keystream: make([]byte, 8*words),
-		hasher:    newTagHasher(),
-	}
-}
-
-// chunkBins is the number of bins one worker expands at a time: 64 KiB of
-// keystream per column set, enough to amortise a CTR stream's setup.
-const chunkBins = 8192
-
-// splitBins cuts bins [lo, hi) into chunks of at most chunkBins, each
-// starting at a multiple of 128.
-func splitBins(lo, hi int) [][2]int {
-	var out [][2]int
-	per := chunkBins
-	if workers := runtime.GOMAXPROCS(0); (hi-lo)/workers < per {
-		per = max(binsPerBlock, roundBatch((hi-lo+workers-1)/workers))
-	}
-	for a := lo; a < hi; a += per {
-		out = append(out, [2]int{a, min(a+per, hi)})
-	}
-	return out
-}
-
-func (g *Guest) extensionChunk(clo, chi, batchLo int, out []byte, s *extScratch) {
-	words := roundBatch(chi-clo) / 64
-	colsA, colsB := s.colsA[:CodeBits*words], s.colsB[:CodeBits*words]
-	for c := range CodeBits {
-		a := colsA[c*words : (c+1)*words]
-		g.prg0.fill(c, clo, a, s.keystream)
-		g.prg1.fill(c, clo, s.col[:words], s.keystream)
-		bcol := colsB[c*words : (c+1)*words]
-		for w := range a {
-			bcol[w] = a[w] ^ s.col[w]
-		}
-	}
-	rowsA, rowsB := s.rowsA[:words*64*rowWords], s.rowsB[:words*64*rowWords]
-	transposeColumns(colsA, words, rowsA)
-	transposeColumns(colsB, words, rowsB)
-	for j := clo; j < chi; j++ {
-		r := (j - clo) * rowWords
-		u := (*[rowWords]uint64)(rowsB[r : r+rowWords])
-		if v := g.bins[j]; v != emptyBin {
-			e, i := int(v>>2), int(v&3)
-			codeword(g.code, &g.dig[e], i, &s.codew, &s.aes)
-			for w := range u {
-				u[w] ^= s.codew[w]
-			}
-			s.hasher.tag((*[rowWords]uint64)(rowsA[r:r+rowWords]), g.tags[e*g.tagLen:(e+1)*g.tagLen])
-		}
-		putRow(out[(j-batchLo)*RowBytes:], u)
-	}
-}
 
 // Match looks up host tag batch b (NumHashes·TagLen() bytes per host
 // element) among the guest's own OPRF values. It returns the guest rows

@@ -269,13 +269,27 @@ func (h *Host) AddExtension(b int, u []byte) error {
 	st := &extBatch{sum: sum, done: make(chan struct{})}
 	h.ext[b] = st
 	h.mu.Unlock()
-	q := make([]uint64, (hi-lo)*rowWords)
-	chunks := splitBins(lo, hi)
-	_ = parallelRange(len(chunks), 1, func(c0, c1 int) error {
-		s := h.scratch.get(chunks[c0][1] - chunks[c0][0])
-		defer h.scratch.put(s)
-		for _, ch := range chunks[c0:c1] {
-			h.qChunk(ch[0], ch[1], lo, u, q, s)
+	sc := h.scratch.get(hi - lo)
+	defer h.scratch.put(sc)
+	words := sc.words
+	_ = parallelRange(CodeBits, 16, func(c0, c1 int) error {
+		ks := make([]byte, 8*words)
+		for c := c0; c < c1; c++ {
+			h.prg.fill(c, lo, sc.colsA[c*words:(c+1)*words], ks)
+		}
+		return nil
+	})
+	// q_j = g_j ⊕ (u_j ∧ s), in place of g_j (rowsA).
+	q := sc.rowsA
+	_ = parallelRange(words, 4, func(w0, w1 int) error {
+		transposeColumns(sc.colsA, words, w0, w1, q)
+		var row [rowWords]uint64
+		for j := lo + 64*w0; j < min(lo+64*w1, hi); j++ {
+			getRow(u[(j-lo)*RowBytes:], &row)
+			r := q[(j-lo)*rowWords : (j-lo+1)*rowWords]
+			for w := range rowWords {
+				r[w] ^= row[w] & h.s[w]
+			}
 		}
 		return nil
 	})
@@ -302,24 +316,6 @@ func (h *Host) AddExtension(b int, u []byte) error {
 	h.mu.Unlock()
 	close(st.done)
 	return nil
-}
-
-func (h *Host) qChunk(clo, chi, batchLo int, u []byte, q []uint64, s *extScratch) {
-	words := roundBatch(chi-clo) / 64
-	cols := s.colsA[:CodeBits*words]
-	for c := range CodeBits {
-		h.prg.fill(c, clo, cols[c*words:(c+1)*words], s.keystream)
-	}
-	rows := s.rowsA[:words*64*rowWords]
-	transposeColumns(cols, words, rows)
-	for j := clo; j < chi; j++ {
-		r := (j - clo) * rowWords
-		getRow(u[(j-batchLo)*RowBytes:], &s.row)
-		out := q[(j-batchLo)*rowWords:]
-		for w := range rowWords {
-			out[w] = rows[r+w] ^ (s.row[w] & h.s[w])
-		}
-	}
 }
 
 // Tags returns tag batch b: for each host element of the batch, in the

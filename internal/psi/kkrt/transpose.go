@@ -21,12 +21,12 @@ func transpose64(x *[64]uint64) {
 
 // transposeColumns turns column-major bits into rows. cols holds CodeBits
 // columns of words 64-bit words each (bin j of a column is bit j%64 of word
-// j/64); rows receives words*64 rows of rowWords words (column c of a row
-// is bit c%64 of word c/64), the columns beyond CodeBits zero. len(rows)
-// must be words*64*rowWords.
-func transposeColumns(cols []uint64, words int, rows []uint64) {
+// j/64); for the words w0..w1-1 it writes rows 64·w0 .. 64·w1-1 of rows,
+// rowWords words each (column c of a row is bit c%64 of word c/64), the
+// columns beyond CodeBits zero. len(rows) must be at least 64·w1·rowWords.
+func transposeColumns(cols []uint64, words, w0, w1 int, rows []uint64) {
 	var blk [64]uint64
-	for w := range words {
+	for w := w0; w < w1; w++ {
 		for g := range rowWords {
 			c0 := g * 64
 			n := min(64, CodeBits-c0)

@@ -34,7 +34,8 @@ func TestTransposeColumns(t *testing.T) {
 		cols[i] = r.Uint64()
 	}
 	rows := make([]uint64, words*64*rowWords)
-	transposeColumns(cols, words, rows)
+	transposeColumns(cols, words, 0, 2, rows)
+	transposeColumns(cols, words, 2, words, rows)
 	for bin := range words * 64 {
 		for c := range rowWords * 64 {
 			got := (rows[bin*rowWords+c/64] >> (c % 64)) & 1
