@@ -32,7 +32,7 @@ type Host struct {
 	cfg  Config
 	sess SessionTag
 	rows int
-	dig  []digest // per row
+	dig  []digest // per row until Respond, then per position (dig[p] is row perm[p]'s)
 
 	responded  bool
 	n          int
@@ -47,9 +47,8 @@ type Host struct {
 	prg        *columnPRG
 	code       cipher.Block
 	perm       []uint32 // position → row
-	posOf      []uint32 // row → position
 	bucket     []int    // extension batch b's entries are entries[bucket[b]:bucket[b+1]]
-	entries    []uint32 // row<<2 | hash index
+	entries    []uint32 // position<<2 | hash index
 	entryBin   []uint32
 	tags       []byte // position-major: value (p, i) at (NumHashes·p + i)·tagLen
 
@@ -146,10 +145,7 @@ func (h *Host) setup(n, guestBatch int, cuckooSeed, codeKey, permSeed [SeedBytes
 	if h.perm, err = permutation(permSeed, h.rows); err != nil {
 		return err
 	}
-	h.posOf = make([]uint32, h.rows)
-	for p, row := range h.perm {
-		h.posOf[row] = uint32(p)
-	}
+	permuteDigests(h.dig, h.perm)
 	h.ext = map[int]*extBatch{}
 	if h.ExtensionBatches() > 0 {
 		if err := h.bucketize(); err != nil {
@@ -161,8 +157,33 @@ func (h *Host) setup(n, guestBatch int, cuckooSeed, codeKey, permSeed [SeedBytes
 	return nil
 }
 
-// bucketize sorts the host's (row, hash index) pairs by the extension batch
-// of their bin (a counting sort).
+// permuteDigests reorders d in place so that d[p] becomes the old
+// d[perm[p]], following the permutation's cycles with a bitmap of the
+// positions done.
+func permuteDigests(d []digest, perm []uint32) {
+	done := make([]uint64, (len(d)+63)/64)
+	for p := range d {
+		if done[p/64]>>(p%64)&1 == 1 {
+			continue
+		}
+		first := d[p]
+		q := p
+		for {
+			done[q/64] |= 1 << (q % 64)
+			next := int(perm[q])
+			if next == p {
+				d[q] = first
+				break
+			}
+			d[q] = d[next]
+			q = next
+		}
+	}
+}
+
+// bucketize sorts the host's (position, hash index) pairs by the extension
+// batch of their bin (a counting sort, positions ascending within a batch,
+// so a batch reads the digests and writes the values in address order).
 func (h *Host) bucketize() error {
 	ck, err := newAES(h.cuckooSeed[:])
 	if err != nil {
@@ -171,8 +192,8 @@ func (h *Host) bucketize() error {
 	pos := make([][NumHashes]uint32, h.rows)
 	_ = parallelRange(h.rows, 1024, func(lo, hi int) error {
 		var tmp aesBuf
-		for r := lo; r < hi; r++ {
-			pos[r] = positions(ck, &h.dig[r], h.binCount, &tmp)
+		for p := lo; p < hi; p++ {
+			pos[p] = positions(ck, &h.dig[p], h.binCount, &tmp)
 		}
 		return nil
 	})
@@ -189,10 +210,10 @@ func (h *Host) bucketize() error {
 	fill := slices.Clone(h.bucket[:batches])
 	h.entries = make([]uint32, NumHashes*h.rows)
 	h.entryBin = make([]uint32, NumHashes*h.rows)
-	for r, p := range pos {
-		for i, bin := range p {
+	for p, bins := range pos {
+		for i, bin := range bins {
 			b := int(bin) / h.guestBatch
-			h.entries[fill[b]] = uint32(r)<<2 | uint32(i)
+			h.entries[fill[b]] = uint32(p)<<2 | uint32(i)
 			h.entryBin[fill[b]] = bin
 			fill[b]++
 		}
@@ -300,13 +321,13 @@ func (h *Host) AddExtension(b int, u []byte) error {
 		var tmp aesBuf
 		th := newTagHasher()
 		for k := e0; k < e1; k++ {
-			row, i := ents[k]>>2, int(ents[k]&3)
-			codeword(h.code, &h.dig[row], i, &cw, &tmp)
+			p, i := int(ents[k]>>2), int(ents[k]&3)
+			codeword(h.code, &h.dig[p], i, &cw, &tmp)
 			j := (int(bins[k]) - lo) * rowWords
 			for w := range v {
 				v[w] = q[j+w] ^ (cw[w] & h.s[w])
 			}
-			off := (int(h.posOf[row])*NumHashes + i) * h.tagLen
+			off := (p*NumHashes + i) * h.tagLen
 			th.tag(&v, h.tags[off:off+h.tagLen])
 		}
 		return nil

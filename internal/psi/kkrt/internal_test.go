@@ -237,3 +237,26 @@ func TestBinsFormula(t *testing.T) {
 		}
 	}
 }
+
+func TestPermuteDigests(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 7, 1000} {
+		perm, err := permutation([SeedBytes]byte{byte(n)}, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := make([]digest, n)
+		for i := range d {
+			d[i][0], d[i][1] = byte(i), byte(i>>8)
+		}
+		want := make([]digest, n)
+		for p, row := range perm {
+			want[p] = d[row]
+		}
+		permuteDigests(d, perm)
+		for p := range d {
+			if d[p] != want[p] {
+				t.Fatalf("n=%d: position %d wrong", n, p)
+			}
+		}
+	}
+}
