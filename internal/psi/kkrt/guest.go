@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math/bits"
 	"runtime"
 	"sync"
 
@@ -105,7 +104,7 @@ func newGuestBase(cfg Config, ids [][]byte) (*Guest, error) {
 	// Deduplicate by digest (distinct identifiers collide with probability
 	// below n²·2^-129) with an open-addressing set of element indices: the
 	// digests are uniform, so their first bytes are the hash.
-	logSlots := max(4, bits.Len(uint(2*len(all))))
+	logSlots := slotBits(len(all))
 	slots := make([]uint32, 1<<logSlots)
 	mask := uint64(len(slots) - 1)
 	g.dig = all[:0]

@@ -24,7 +24,7 @@ type tagIndex struct {
 
 func newTagIndex(tags []byte, tagLen int, hidx []uint8) *tagIndex {
 	n := len(hidx)
-	logSlots := max(4, bits.Len(uint(2*n)))
+	logSlots := slotBits(n)
 	x := &tagIndex{slots: make([]uint64, 1<<logSlots), shift: uint(64 - logSlots), tags: tags, tagLen: tagLen, hidx: hidx}
 	mask := uint64(len(x.slots) - 1)
 	for e := range n {
@@ -39,6 +39,12 @@ func newTagIndex(tags []byte, tagLen int, hidx []uint8) *tagIndex {
 
 // key returns the slot and the 32-bit fingerprint of a value under a hash
 // index.
+// slotBits returns log2 of an open-addressing table size for n entries:
+// the least power of two at least 2n (so at most half full), and 16 or more.
+func slotBits(n int) int {
+	return max(4, bits.Len(uint(2*max(n, 1)-1)))
+}
+
 func (x *tagIndex) key(tag []byte, hash int) (slot, fp uint64) {
 	var b [8]byte
 	copy(b[:], tag)
