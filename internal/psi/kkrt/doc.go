@@ -149,8 +149,9 @@
 // # Costs
 //
 // Traffic: N·55 bytes of rows from the guest and 3·m·TagBytes from the
-// host, plus 14 KB of hellos and 28 bytes per message: 107,415,534 bytes
-// at n = m = 2^20 (75.9 MB up, 31.5 MB down). Work: n + m digests and
+// host, plus 14 KB of hellos and 28 bytes per message (TestWireBytes):
+// 107,414,330 bytes at n = m = 2^20 (75,938,734 up, 31,475,596 down;
+// 4-byte frames on a stream add 1,204), 1.78 GB at 2^24. Work: n + m digests and
 // cuckoo positions, n + 3m codewords (4 AES blocks) and SHA-256 values,
 // AES-CTR over 3·440 bits per bin and two transposes at the guest, one at
 // the host. Floor measures the AES and hashing part in the running
